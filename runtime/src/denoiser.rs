@@ -1,0 +1,83 @@
+//! The one thing a sampler knows about a model: given x_t and t, return the model output.
+
+use crate::error::Result;
+use crate::schedule::Schedule;
+
+/// Shapes a denoiser works with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelShape {
+    /// Channels, height and width of a sample.
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Channels of the output: `channels`, or 2 x `channels` with a learned variance.
+    pub out_channels: usize,
+    /// Number of classes of a class-conditional model (labels 0..n), None otherwise.
+    pub num_classes: Option<usize>,
+}
+
+impl ModelShape {
+    pub fn pixels(&self) -> usize {
+        self.height * self.width
+    }
+    pub fn sample_len(&self) -> usize {
+        self.channels * self.pixels()
+    }
+}
+
+/// A noise-prediction network eps_theta(x_t, t) (or any other prediction type).
+///
+/// # Shapes
+/// `sample` is [batch, C, H, W] flattened; the result is [batch, C_out, H, W] flattened.
+/// All items of a batch share the timestep `t`. `class_labels` has `batch` entries for a
+/// class-conditional model and is None otherwise.
+pub trait Denoiser {
+    fn shape(&self) -> ModelShape;
+    fn predict(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>) -> Result<Vec<f32>>;
+}
+
+impl<D: Denoiser + ?Sized> Denoiser for &mut D {
+    fn shape(&self) -> ModelShape {
+        (**self).shape()
+    }
+    fn predict(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>) -> Result<Vec<f32>> {
+        (**self).predict(sample, batch, t, class_labels)
+    }
+}
+
+impl<D: Denoiser + ?Sized> Denoiser for Box<D> {
+    fn shape(&self) -> ModelShape {
+        (**self).shape()
+    }
+    fn predict(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>) -> Result<Vec<f32>> {
+        (**self).predict(sample, batch, t, class_labels)
+    }
+}
+
+/// The exact noise predictor for data x_0 ~ N(mean, std^2), each value independent.
+///
+/// With x_t = sqrt(ab) x_0 + sqrt(1 - ab) eps, x_t is Gaussian and
+/// E[eps | x_t] = sqrt(1 - ab) (x_t - sqrt(ab) mean) / (ab std^2 + 1 - ab).
+/// A correct sampler driven by it turns N(0, I) into N(mean, std^2): a test of the whole
+/// chain that needs no trained network.
+#[derive(Debug, Clone)]
+pub struct GaussianDenoiser {
+    pub mean: f64,
+    pub std: f64,
+    pub schedule: Schedule,
+    pub shape: ModelShape,
+}
+
+impl Denoiser for GaussianDenoiser {
+    fn shape(&self) -> ModelShape {
+        self.shape
+    }
+    fn predict(&mut self, sample: &[f32], _batch: usize, t: i64, _labels: Option<&[i64]>) -> Result<Vec<f32>> {
+        self.schedule.check_timestep(t)?;
+        let ab = self.schedule.alpha_bar(t);
+        let s = (1.0 - ab).sqrt();
+        let var = ab * self.std * self.std + 1.0 - ab;
+        let shift = ab.sqrt() * self.mean;
+        Ok(sample.iter().map(|&x| (s * (x as f64 - shift) / var) as f32).collect())
+    }
+}

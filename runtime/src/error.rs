@@ -1,0 +1,69 @@
+//! The one error type of `ddpm-runtime`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the runtime. Messages name the file, key or tensor,
+/// what was found and what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A scheduler or model config key is unknown, unsupported or of the wrong type.
+    #[error("config key `{key}`: {msg}")]
+    Config { key: String, msg: String },
+    /// A config file or metadata entry is not valid JSON.
+    #[error("{what}: invalid JSON: {msg}")]
+    Json { what: String, msg: String },
+    /// A caller-side argument is out of range (zero steps, a batch size of 0, ...).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A tensor has the wrong shape or length.
+    #[error("{name}: shape {found}, expected {expected}")]
+    Shape { name: String, found: String, expected: String },
+    /// A tensor holds NaN or infinite values.
+    #[error("{0}: contains NaN or infinite values")]
+    NonFinite(String),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A file exists but is not what it should be (corrupt .npy, not an ONNX model, ...).
+    #[error("{}: {msg}", path.display())]
+    BadFile { path: PathBuf, msg: String },
+    /// ONNX Runtime could not be loaded from any of the places tried.
+    #[error("could not load ONNX Runtime; tried: {0}")]
+    OrtLoad(String),
+    /// An execution provider was asked for and is not available.
+    #[error("execution provider `{ep}` is not available: {msg}")]
+    ExecutionProvider { ep: String, msg: String },
+    /// An error from ONNX Runtime while running a model.
+    #[cfg(feature = "onnx")]
+    #[error("ONNX Runtime: {0}")]
+    Ort(#[from] ort::Error),
+    /// The denoiser failed (for denoisers outside this crate).
+    #[error("denoiser: {0}")]
+    Denoiser(String),
+}
+
+impl Error {
+    pub(crate) fn config(key: &str, msg: impl Into<String>) -> Self {
+        Error::Config { key: key.to_string(), msg: msg.into() }
+    }
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+    pub(crate) fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::BadFile { path: path.into(), msg: msg.into() }
+    }
+    /// True when the error comes from the caller's input (exit code 2 in the CLIs)
+    /// rather than from an internal failure.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, Error::Denoiser(_)) && !self.is_ort_runtime()
+    }
+    fn is_ort_runtime(&self) -> bool {
+        #[cfg(feature = "onnx")]
+        if let Error::Ort(_) = self {
+            return true;
+        }
+        false
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,40 @@
+//! # ddpm-runtime
+//!
+//! Sampling from denoising diffusion models (Ho et al. 2020, "Denoising Diffusion
+//! Probabilistic Models", <https://arxiv.org/abs/2006.11239>) in pure Rust: the noise
+//! schedule, the DDPM / DDIM / DPM-Solver++ samplers over any [`Denoiser`], and an ONNX
+//! Runtime backend for `.onnx` U-Nets (feature `onnx`, on by default). Names and
+//! semantics follow diffusers (`scheduler_config.json` keys, `set_timesteps`, `step`).
+//!
+//! ```no_run
+//! use ddpm_runtime::{OnnxDenoiser, Pipeline, SamplerKind};
+//! # fn main() -> ddpm_runtime::Result<()> {
+//! let mut model = OnnxDenoiser::builder().from_file("model.onnx")?;
+//! let config = model.scheduler_config();
+//! let samples = Pipeline::new(&mut model, config).sampler(SamplerKind::DpmSolverPP).n(8).seed(1).run()?;
+//! println!("{:?}", samples.shape);
+//! # Ok(()) }
+//! ```
+#![warn(clippy::unwrap_used)]
+
+pub mod config;
+pub mod denoiser;
+pub mod error;
+pub mod noise;
+#[cfg(feature = "onnx")]
+pub mod onnx;
+pub mod output;
+pub mod pipeline;
+pub mod prediction;
+pub mod sampler;
+pub mod schedule;
+pub mod spacing;
+
+pub use config::{BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing, VarianceType};
+pub use denoiser::{Denoiser, GaussianDenoiser, ModelShape};
+pub use error::{Error, Result};
+#[cfg(feature = "onnx")]
+pub use onnx::{ExecutionProvider, OnnxDenoiser};
+pub use pipeline::{ClassLabels, Pipeline, Progress, Samples};
+pub use sampler::{Sampler, SamplerKind, SamplerOptions};
+pub use schedule::Schedule;

@@ -1,0 +1,298 @@
+//! The reverse chain end to end: N samples in batches of B, seeded noise, class labels,
+//! any sampler, any [`Denoiser`].
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::config::{SchedulerConfig, TimestepSpacing};
+use crate::denoiser::Denoiser;
+use crate::error::{Error, Result};
+use crate::noise::{fill_normal, label_rng, sample_rng};
+use crate::sampler::{self, Layout, SamplerKind, SamplerOptions};
+
+/// Class labels for a class-conditional model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClassLabels {
+    /// Uniform over the model's classes, drawn from the seed (the default).
+    Uniform,
+    /// The same label for every sample.
+    Fixed(i64),
+    /// One label per sample.
+    PerSample(Vec<i64>),
+}
+
+/// Progress of a run, given to the progress callback after every model evaluation.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub evaluations_done: usize,
+    pub evaluations_total: usize,
+}
+
+/// The samples of a run.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    /// [N, C, H, W] flattened, as the scheduler left them.
+    pub data: Vec<f32>,
+    pub shape: [usize; 4],
+    /// The class label of each sample (class-conditional models).
+    pub labels: Option<Vec<i64>>,
+    /// The predicted x_0 after each recorded step: (step index, [N, C, H, W]).
+    pub trajectory: Vec<(usize, Vec<f32>)>,
+    /// Model evaluations (batches x steps) and the time spent inside the denoiser.
+    pub evaluations: usize,
+    pub model_time: Duration,
+    pub total_time: Duration,
+}
+
+/// Builder for a sampling run.
+///
+/// ```no_run
+/// use ddpm_runtime::{OnnxDenoiser, Pipeline, SamplerKind};
+/// # fn main() -> ddpm_runtime::Result<()> {
+/// let mut model = OnnxDenoiser::builder().from_file("model.onnx")?;
+/// let config = model.scheduler_config();
+/// let samples = Pipeline::new(&mut model, config)
+///     .sampler(SamplerKind::Ddim)
+///     .steps(50)
+///     .n(16)
+///     .seed(42)
+///     .run()?;
+/// ddpm_runtime::output::write_png_grid("samples.png", &samples.data, samples.shape)?;
+/// # Ok(()) }
+/// ```
+pub struct Pipeline<'p, D: Denoiser> {
+    denoiser: D,
+    config: SchedulerConfig,
+    options: SamplerOptions,
+    n: usize,
+    batch_size: usize,
+    seed: u64,
+    labels: ClassLabels,
+    noise: Option<Vec<f32>>,
+    trajectory_every: Option<usize>,
+    progress: Option<Box<dyn FnMut(Progress) + 'p>>,
+}
+
+impl<'p, D: Denoiser> Pipeline<'p, D> {
+    /// A run of one sample with DDIM (50 steps) and seed 0.
+    pub fn new(denoiser: D, config: SchedulerConfig) -> Self {
+        Self {
+            denoiser,
+            config,
+            options: SamplerOptions::default(),
+            n: 1,
+            batch_size: 16,
+            seed: 0,
+            labels: ClassLabels::Uniform,
+            noise: None,
+            trajectory_every: None,
+            progress: None,
+        }
+    }
+    pub fn sampler(mut self, kind: SamplerKind) -> Self {
+        self.options.kind = kind;
+        self
+    }
+    /// Number of inference steps (default: the sampler's, see [`SamplerKind::default_steps`]).
+    pub fn steps(mut self, steps: usize) -> Self {
+        self.options.steps = Some(steps);
+        self
+    }
+    pub fn eta(mut self, eta: f64) -> Self {
+        self.options.eta = eta;
+        self
+    }
+    pub fn timestep_spacing(mut self, spacing: TimestepSpacing) -> Self {
+        self.options.timestep_spacing = Some(spacing);
+        self
+    }
+    pub fn options(mut self, options: SamplerOptions) -> Self {
+        self.options = options;
+        self
+    }
+    /// Number of samples.
+    pub fn n(mut self, n: usize) -> Self {
+        self.n = n;
+        self
+    }
+    /// Samples per model evaluation (does not change the output bytes).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    pub fn class_labels(mut self, labels: ClassLabels) -> Self {
+        self.labels = labels;
+        self
+    }
+    /// Start from this x_T ([N, C, H, W] flattened) instead of noise drawn from the seed;
+    /// N is taken from its length.
+    pub fn initial_noise(mut self, noise: Vec<f32>) -> Self {
+        self.noise = Some(noise);
+        self
+    }
+    /// Record the predicted x_0 every `every` steps (and at the last step).
+    pub fn record_trajectory(mut self, every: usize) -> Self {
+        self.trajectory_every = Some(every.max(1));
+        self
+    }
+    pub fn on_progress(mut self, f: impl FnMut(Progress) + 'p) -> Self {
+        self.progress = Some(Box::new(f));
+        self
+    }
+
+    /// The number of model evaluations the run will make.
+    pub fn evaluations(&self) -> Result<usize> {
+        let steps = sampler::build(&self.config, &self.options)?.timesteps().len();
+        Ok(self.sample_count()?.div_ceil(self.batch_size.max(1)) * steps)
+    }
+
+    fn sample_count(&self) -> Result<usize> {
+        let shape = self.denoiser.shape();
+        match &self.noise {
+            Some(noise) => {
+                if noise.is_empty() || noise.len() % shape.sample_len() != 0 {
+                    return Err(Error::Shape {
+                        name: "initial noise".into(),
+                        found: format!("{} values", noise.len()),
+                        expected: format!(
+                            "a multiple of C*H*W = {}*{}*{}",
+                            shape.channels, shape.height, shape.width
+                        ),
+                    });
+                }
+                Ok(noise.len() / shape.sample_len())
+            }
+            None => Ok(self.n),
+        }
+    }
+
+    fn resolve_labels(&self, n: usize) -> Result<Option<Vec<i64>>> {
+        let Some(classes) = self.denoiser.shape().num_classes else {
+            return match &self.labels {
+                ClassLabels::Uniform => Ok(None),
+                _ => Err(Error::InvalidArgument("class labels given, but the model is not class-conditional".into())),
+            };
+        };
+        let check = |l: i64| {
+            if l < 0 || l as usize >= classes {
+                Err(Error::InvalidArgument(format!("class label {l} is outside 0..{classes} of this model")))
+            } else {
+                Ok(l)
+            }
+        };
+        let labels = match &self.labels {
+            ClassLabels::Uniform => {
+                (0..n).map(|i| label_rng(self.seed, i as u64).random_range(0..classes as i64)).collect()
+            }
+            ClassLabels::Fixed(l) => vec![check(*l)?; n],
+            ClassLabels::PerSample(v) => {
+                if v.len() != n {
+                    return Err(Error::Shape {
+                        name: "class labels".into(),
+                        found: format!("{} labels", v.len()),
+                        expected: format!("{n} (one per sample)"),
+                    });
+                }
+                v.iter().map(|&l| check(l)).collect::<Result<_>>()?
+            }
+        };
+        Ok(Some(labels))
+    }
+
+    /// Runs the chain.
+    pub fn run(mut self) -> Result<Samples> {
+        let started = Instant::now();
+        let shape = self.denoiser.shape();
+        let n = self.sample_count()?;
+        if n == 0 {
+            return Err(Error::InvalidArgument("n: found 0, expected at least 1 sample".into()));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::InvalidArgument("batch size: found 0, expected at least 1".into()));
+        }
+        if let Some(noise) = &self.noise {
+            if noise.iter().any(|v| !v.is_finite()) {
+                return Err(Error::NonFinite("initial noise".into()));
+            }
+        }
+        let labels = self.resolve_labels(n)?;
+        let per = shape.sample_len();
+        let steps = sampler::build(&self.config, &self.options)?.timesteps().len();
+        let total_evals = n.div_ceil(self.batch_size) * steps;
+        let mut data = vec![0.0f32; n * per];
+        let mut trajectory: Vec<(usize, Vec<f32>)> = Vec::new();
+        let mut evals = 0;
+        let mut model_time = Duration::ZERO;
+
+        for start in (0..n).step_by(self.batch_size) {
+            let end = (start + self.batch_size).min(n);
+            let b = end - start;
+            let mut rngs: Vec<_> = (start..end).map(|i| sample_rng(self.seed, i as u64)).collect();
+            // 1. x_T
+            let x = &mut data[start * per..end * per];
+            match &self.noise {
+                Some(noise) => x.copy_from_slice(&noise[start * per..end * per]),
+                None => {
+                    for (rng, item) in rngs.iter_mut().zip(x.chunks_mut(per)) {
+                        fill_normal(rng, item);
+                    }
+                }
+            }
+            let batch_labels = labels.as_ref().map(|l| &l[start..end]);
+            // 2. the reverse chain
+            let mut sampler = sampler::build(&self.config, &self.options)?;
+            let timesteps = sampler.timesteps().to_vec();
+            let mut step_noise = vec![0.0f32; b * per];
+            let mut x0 = vec![0.0f32; b * per];
+            for (i, &t) in timesteps.iter().enumerate() {
+                let t0 = Instant::now();
+                let out = self.denoiser.predict(x, b, t, batch_labels)?;
+                model_time += t0.elapsed();
+                if out.iter().any(|v| !v.is_finite()) {
+                    return Err(Error::NonFinite(format!("model output at t = {t}")));
+                }
+                let layout = Layout {
+                    batch: b,
+                    channels: shape.channels,
+                    out_channels: out.len() / (b * shape.pixels()).max(1),
+                    pixels: shape.pixels(),
+                };
+                let noise = if sampler.needs_noise(i) {
+                    for (rng, item) in rngs.iter_mut().zip(step_noise.chunks_mut(per)) {
+                        fill_normal(rng, item);
+                    }
+                    Some(&step_noise[..])
+                } else {
+                    None
+                };
+                let record = self.trajectory_every.is_some_and(|e| i % e == 0 || i + 1 == timesteps.len());
+                sampler.step(i, &out, x, layout, noise, record.then_some(&mut x0[..]))?;
+                if record {
+                    let pos = trajectory.iter().position(|(s, _)| *s == i).unwrap_or_else(|| {
+                        trajectory.push((i, vec![0.0; n * per]));
+                        trajectory.len() - 1
+                    });
+                    trajectory[pos].1[start * per..end * per].copy_from_slice(&x0);
+                }
+                evals += 1;
+                if let Some(p) = self.progress.as_mut() {
+                    p(Progress { evaluations_done: evals, evaluations_total: total_evals });
+                }
+            }
+        }
+        Ok(Samples {
+            data,
+            shape: [n, shape.channels, shape.height, shape.width],
+            labels,
+            trajectory,
+            evaluations: evals,
+            model_time,
+            total_time: started.elapsed(),
+        })
+    }
+}

@@ -25,6 +25,18 @@ fn check_range(ts: Vec<i64>, num_train_timesteps: usize) -> Result<Vec<i64>> {
     Ok(ts)
 }
 
+/// Element `i` of `np.linspace(start, stop, num)`, computed as numpy does (i * step +
+/// start, the last element exactly `stop`), so that half-way values round the same way.
+fn numpy_linspace_at(start: f64, stop: f64, num: usize, i: usize) -> f64 {
+    if num == 1 {
+        return start;
+    }
+    if i == num - 1 {
+        return stop;
+    }
+    i as f64 * ((stop - start) / (num - 1) as f64) + start
+}
+
 /// Timesteps of DDPMScheduler / DDIMScheduler for `steps` inference steps.
 pub fn ddpm_timesteps(
     spacing: TimestepSpacing,
@@ -37,8 +49,7 @@ pub fn ddpm_timesteps(
     let ts: Vec<i64> = match spacing {
         TimestepSpacing::Linspace => {
             let last = t_count - 1.0;
-            let denom = (steps.max(2) - 1) as f64;
-            (0..steps).rev().map(|i| if steps == 1 { 0 } else { (last * i as f64 / denom).round_ties_even() as i64 }).collect()
+            (0..steps).rev().map(|i| numpy_linspace_at(0.0, last, steps, i).round_ties_even() as i64).collect()
         }
         TimestepSpacing::Leading => {
             let ratio = (num_train_timesteps / steps) as i64;
@@ -66,7 +77,7 @@ pub fn dpm_solver_timesteps(
     let ts: Vec<i64> = match spacing {
         TimestepSpacing::Linspace => {
             let last = t_count - 1.0;
-            (1..=steps).rev().map(|i| (last * i as f64 / steps as f64).round_ties_even() as i64).collect()
+            (1..=steps).rev().map(|i| numpy_linspace_at(0.0, last, steps + 1, i).round_ties_even() as i64).collect()
         }
         TimestepSpacing::Leading => {
             let ratio = (num_train_timesteps / (steps + 1)) as i64;

@@ -1,1 +1,253 @@
-fn main() {}
+//! `runtime`: draw samples from a `.onnx` diffusion model.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use ddpm_runtime::output::{read_npy, OutputKind};
+use ddpm_runtime::{ClassLabels, Denoiser, ExecutionProvider, OnnxDenoiser, Pipeline, SamplerKind, TimestepSpacing};
+
+#[derive(Parser)]
+#[command(name = "runtime", version, about = "Sample from a DDPM U-Net exported to ONNX (DDPM, DDIM, DPM-Solver++)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the reverse chain and write the samples.
+    Sample(SampleArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SamplerArg {
+    Ddpm,
+    Ddim,
+    #[value(name = "dpm-solver++")]
+    DpmSolver,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SpacingArg {
+    Leading,
+    Trailing,
+    Linspace,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EpArg {
+    Cpu,
+    Cuda,
+    Tensorrt,
+    Openvino,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum PrecisionArg {
+    Fp32,
+    Bf16,
+    Fp16,
+    Int8,
+}
+
+#[derive(clap::Args)]
+struct SampleArgs {
+    /// The .onnx model (inputs sample, timestep[, class_labels]; output noise_pred).
+    #[arg(long, value_name = "FILE.onnx")]
+    model: Option<PathBuf>,
+    /// Number of samples [default: 16, or the N of --noise].
+    #[arg(long)]
+    n: Option<usize>,
+    /// Samples per model evaluation (does not change the output).
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    #[arg(long, value_enum, default_value = "ddim")]
+    sampler: SamplerArg,
+    /// Inference steps [default: ddpm the full chain, ddim 50, dpm-solver++ 20].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// DDIM's eta: 0 deterministic, 1 DDPM-like.
+    #[arg(long, default_value_t = 0.0)]
+    eta: f64,
+    /// [default: the model's scheduler config, else the sampler's diffusers default]
+    #[arg(long, value_enum)]
+    timestep_spacing: Option<SpacingArg>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Start from this x_T (float32 .npy, [N, C, H, W]) instead of noise from --seed.
+    #[arg(long, value_name = "XT.npy")]
+    noise: Option<PathBuf>,
+    /// Class of every sample (class-conditional models); uniform over classes without it.
+    #[arg(long)]
+    class_label: Option<i64>,
+    /// Execution provider.
+    #[arg(long, value_enum, default_value = "cpu")]
+    ep: EpArg,
+    #[arg(long, value_enum, default_value = "fp32")]
+    precision: PrecisionArg,
+    /// Intra-op threads [default: physical cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// FILE.png (a grid), FILE.npy (float32 [N, C, H, W]) or DIR/ (one PNG per sample).
+    #[arg(long, default_value = "samples.png")]
+    out: String,
+}
+
+fn classify(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.downcast_ref::<BadInputMarker>().is_some()) {
+        return 2;
+    }
+    match e.chain().find_map(|c| c.downcast_ref::<ddpm_runtime::Error>()) {
+        Some(err) if err.is_bad_input() => 2,
+        Some(_) => 1,
+        None => 1,
+    }
+}
+
+/// Marks an error of the user's input (exit 2), as opposed to an internal failure (exit 1).
+#[derive(Debug)]
+struct BadInputMarker(String);
+impl std::fmt::Display for BadInputMarker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for BadInputMarker {}
+
+fn bad(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(BadInputMarker(msg.into()))
+}
+
+fn sample(args: SampleArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if args.precision != PrecisionArg::Fp32 {
+        return Err(bad("--precision: only fp32 is available in this build"));
+    }
+    let out = OutputKind::from_path(&args.out)?;
+    out.check_writable()?;
+    let model_path = args
+        .model
+        .clone()
+        .ok_or_else(|| bad("no --model given and this build ships no default model yet: pass --model FILE.onnx"))?;
+    let ep = match args.ep {
+        EpArg::Cpu => ExecutionProvider::Cpu,
+        EpArg::Cuda => ExecutionProvider::Cuda,
+        EpArg::Tensorrt => ExecutionProvider::TensorRt,
+        EpArg::Openvino => ExecutionProvider::OpenVino,
+    };
+    let mut builder = OnnxDenoiser::builder().execution_provider(ep);
+    if let Some(t) = args.threads {
+        builder = builder.intra_threads(t);
+    }
+    let mut model = builder.from_file(&model_path).with_context(|| format!("loading {}", model_path.display()))?;
+    let shape = model.shape();
+    let config = model.scheduler_config();
+
+    let mut pipeline_noise = None;
+    if let Some(path) = &args.noise {
+        let (data, dims) = read_npy(path)?;
+        let expected = [shape.channels, shape.height, shape.width];
+        if dims.len() != 4 || dims[1..] != expected {
+            return Err(bad(format!(
+                "{}: shape {dims:?}, expected [N, {}, {}, {}]",
+                path.display(),
+                expected[0],
+                expected[1],
+                expected[2]
+            )));
+        }
+        if let Some(n) = args.n {
+            if n != dims[0] {
+                return Err(bad(format!("--n {n} disagrees with the {} samples of {}", dims[0], path.display())));
+            }
+        }
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(bad(format!("{}: contains NaN or infinite values", path.display())));
+        }
+        pipeline_noise = Some(data);
+    }
+    let kind = match args.sampler {
+        SamplerArg::Ddpm => SamplerKind::Ddpm,
+        SamplerArg::Ddim => SamplerKind::Ddim,
+        SamplerArg::DpmSolver => SamplerKind::DpmSolverPP,
+    };
+    let mut pipeline = Pipeline::new(&mut model, config).sampler(kind).batch_size(args.batch_size).seed(args.seed).eta(args.eta);
+    if let Some(s) = args.steps {
+        pipeline = pipeline.steps(s);
+    }
+    if let Some(sp) = args.timestep_spacing {
+        pipeline = pipeline.timestep_spacing(match sp {
+            SpacingArg::Leading => TimestepSpacing::Leading,
+            SpacingArg::Trailing => TimestepSpacing::Trailing,
+            SpacingArg::Linspace => TimestepSpacing::Linspace,
+        });
+    }
+    pipeline = match pipeline_noise {
+        Some(noise) => pipeline.initial_noise(noise),
+        None => pipeline.n(args.n.unwrap_or(16)),
+    };
+    if let Some(l) = args.class_label {
+        pipeline = pipeline.class_labels(ClassLabels::Fixed(l));
+    }
+    let total = pipeline.evaluations()?;
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} evaluations  {per_sec}  ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let samples = pipeline.on_progress(|p| bar.set_position(p.evaluations_done as u64)).run()?;
+    bar.finish_and_clear();
+    out.write(&samples.data, samples.shape)?;
+    let n = samples.shape[0];
+    let secs = samples.total_time.as_secs_f64();
+    println!(
+        "wrote {n} samples to {} ({} {} steps): {:.2} s, {:.2} samples/s, {:.2} ms per model evaluation ({} evaluations); total {:.2} s",
+        args.out,
+        kind.name(),
+        samples.evaluations / n.div_ceil(args.batch_size.max(1)).max(1),
+        secs,
+        n as f64 / secs.max(1e-9),
+        samples.model_time.as_secs_f64() * 1e3 / samples.evaluations.max(1) as f64,
+        samples.evaluations,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Sample(args) => sample(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+            eprintln!("error: {msg}");
+            ExitCode::from(classify(&e))
+        }
+    }
+}

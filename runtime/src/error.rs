@@ -22,8 +22,8 @@ pub enum Error {
     #[error("{0}: contains NaN or infinite values")]
     NonFinite(String),
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     /// A file exists but is not what it should be (corrupt .npy, not an ONNX model, ...).
     #[error("{}: {msg}", path.display())]
     BadFile { path: PathBuf, msg: String },
@@ -47,7 +47,7 @@ impl Error {
         Error::Config { key: key.to_string(), msg: msg.into() }
     }
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), err: source }
     }
     pub(crate) fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::BadFile { path: path.into(), msg: msg.into() }

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use ddpm_runtime::output::{read_npy, OutputKind};
 use ddpm_runtime::{ClassLabels, Denoiser, ExecutionProvider, OnnxDenoiser, Pipeline, SamplerKind, TimestepSpacing};
@@ -71,7 +70,7 @@ struct SampleArgs {
     #[arg(long)]
     steps: Option<usize>,
     /// DDIM's eta: 0 deterministic, 1 DDPM-like.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     eta: f64,
     /// [default: the model's scheduler config, else the sampler's diffusers default]
     #[arg(long, value_enum)]
@@ -143,7 +142,7 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         builder = builder.intra_threads(t);
     }
-    let mut model = builder.from_file(&model_path).with_context(|| format!("loading {}", model_path.display()))?;
+    let mut model = builder.from_file(&model_path)?;
     let shape = model.shape();
     let config = model.scheduler_config();
 
@@ -225,16 +224,27 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
+            // Bad usage: one line, like every other bad input.
+            let text = e.render().to_string();
+            let line: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:"))
+                .collect();
+            eprintln!("{}", line.join(" "));
+            return ExitCode::from(2);
         }
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )

@@ -184,7 +184,7 @@ impl OutputKind {
         };
         let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !parent.is_dir() {
-            return Err(Error::io(parent, std::io::Error::new(std::io::ErrorKind::NotFound, "folder does not exist")));
+            return Err(Error::InvalidArgument(format!("{}: output folder does not exist", parent.display())));
         }
         Ok(())
     }

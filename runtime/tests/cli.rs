@@ -1,0 +1,190 @@
+//! `runtime sample` end to end: determinism, --noise, every output format, and each bad
+//! input of the contract (exit 2, one line, no panic, nothing partial under the output name).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ddpm_runtime::output::{read_npy, write_npy};
+
+fn model(name: &str) -> String {
+    format!("{}/../tests/fixtures/onnx/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn runtime(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runtime"))
+        .arg("sample")
+        .args(["--threads", "1"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = runtime(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Exit 2, exactly one line on stderr that contains `needle`, no panic.
+fn bad(args: &[&str], needle: &str) {
+    let out = runtime(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{args:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {stderr}");
+    assert!(lines[0].contains(needle), "{args:?}: {:?} does not mention {needle:?}", lines[0]);
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn p(dir: &Path, name: &str) -> String {
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+#[test]
+fn same_seed_same_bytes_whatever_the_batch_size() {
+    let d = tmp();
+    let g = model("gaussian.onnx");
+    for sampler in ["ddpm", "ddim", "dpm-solver++"] {
+        let steps = if sampler == "ddpm" { "30" } else { "10" };
+        let mut files = Vec::new();
+        for (i, b) in ["1", "3", "7", "7"].iter().enumerate() {
+            let out = p(d.path(), &format!("{sampler}-{i}.npy"));
+            ok(&["--model", &g, "--sampler", sampler, "--steps", steps, "--n", "7", "--batch-size", b, "--seed", "5", "--out", &out]);
+            files.push(std::fs::read(&out).unwrap());
+        }
+        assert!(files.windows(2).all(|w| w[0] == w[1]), "{sampler}: outputs differ across batch sizes or runs");
+        let other = p(d.path(), "other.npy");
+        ok(&["--model", &g, "--sampler", sampler, "--steps", steps, "--n", "7", "--seed", "6", "--out", &other]);
+        assert_ne!(std::fs::read(&other).unwrap(), files[0], "{sampler}: the seed changes nothing");
+    }
+}
+
+#[test]
+fn noise_file_sets_x_t_and_n() {
+    let d = tmp();
+    let g = model("gaussian.onnx");
+    let noise = p(d.path(), "xt.npy");
+    let xt: Vec<f32> = (0..5 * 64).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    write_npy(&noise, &xt, &[5, 1, 8, 8]).unwrap();
+    let (a, b) = (p(d.path(), "a.npy"), p(d.path(), "b.npy"));
+    // DDIM (eta 0) is deterministic given x_T: the seed must not matter.
+    ok(&["--model", &g, "--noise", &noise, "--seed", "1", "--out", &a]);
+    ok(&["--model", &g, "--noise", &noise, "--seed", "2", "--out", &b]);
+    let (da, shape) = read_npy(&a).unwrap();
+    assert_eq!(shape, vec![5, 1, 8, 8]);
+    assert_eq!(da, read_npy(&b).unwrap().0);
+    // And it is the chain from this x_T, not from seeded noise.
+    let c = p(d.path(), "c.npy");
+    ok(&["--model", &g, "--n", "5", "--seed", "1", "--out", &c]);
+    assert_ne!(da, read_npy(&c).unwrap().0);
+    // A different --n is bad usage.
+    bad(&["--model", &g, "--noise", &noise, "--n", "4", "--out", &p(d.path(), "x.npy")], "--n 4");
+}
+
+#[test]
+fn every_output_format() {
+    let d = tmp();
+    let g = model("gaussian.onnx");
+    // .npy: float32 [N, C, H, W], as the scheduler left it (no clipping configured: values
+    // around the data mean 0.5).
+    let npy = p(d.path(), "s.npy");
+    let stdout = ok(&["--model", &g, "--n", "6", "--out", &npy]);
+    assert!(stdout.contains("samples/s") && stdout.contains("ms per model evaluation"), "{stdout}");
+    let (data, shape) = read_npy(&npy).unwrap();
+    assert_eq!(shape, vec![6, 1, 8, 8]);
+    let mean = data.iter().sum::<f32>() / data.len() as f32;
+    assert!((mean - 0.5).abs() < 0.05, "mean {mean}");
+    // .png: one grid, 3 x 2 samples of 8 x 8 with a 2-pixel border.
+    let png_path = p(d.path(), "grid.png");
+    ok(&["--model", &g, "--n", "6", "--out", &png_path]);
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png_path).unwrap()));
+    let reader = decoder.read_info().unwrap();
+    let info = reader.info();
+    assert_eq!((info.width, info.height, info.color_type), (3 * 10 + 2, 2 * 10 + 2, png::ColorType::Grayscale));
+    // DIR/: one PNG per sample, for FID tools.
+    let dir = p(d.path(), "each/");
+    ok(&["--model", &g, "--n", "4", "--out", &dir]);
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, vec!["000000.png", "000001.png", "000002.png", "000003.png"]);
+}
+
+#[test]
+fn class_label_flag_steers_a_class_conditional_model() {
+    let d = tmp();
+    let g = model("gaussian_classes.onnx");
+    for (label, mean) in [("0", -0.5f32), ("2", 0.5)] {
+        let out = p(d.path(), &format!("c{label}.npy"));
+        ok(&["--model", &g, "--class-label", label, "--n", "8", "--out", &out]);
+        let (data, _) = read_npy(&out).unwrap();
+        let m = data.iter().sum::<f32>() / data.len() as f32;
+        assert!((m - mean).abs() < 0.05, "label {label}: mean {m}");
+    }
+    bad(&["--model", &g, "--class-label", "3", "--out", &p(d.path(), "x.npy")], "class label 3");
+}
+
+#[test]
+fn bad_inputs_exit_2_with_one_line_and_write_nothing() {
+    let d = tmp();
+    let g = model("gaussian.onnx");
+    let out = p(d.path(), "out.npy");
+    let missing = p(d.path(), "missing.onnx");
+    bad(&["--model", &missing, "--out", &out], "missing.onnx");
+    let corrupt = p(d.path(), "corrupt.onnx");
+    std::fs::write(&corrupt, b"this is not an onnx file").unwrap();
+    bad(&["--model", &corrupt, "--out", &out], "corrupt.onnx");
+    let truncated = p(d.path(), "truncated.onnx");
+    let bytes = std::fs::read(&g).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    bad(&["--model", &truncated, "--out", &out], "truncated.onnx");
+    let wrong_noise = p(d.path(), "wrong.npy");
+    write_npy(&wrong_noise, &[0.0; 2 * 3 * 8 * 8], &[2, 3, 8, 8]).unwrap();
+    bad(&["--model", &g, "--noise", &wrong_noise, "--out", &out], "wrong.npy");
+    let nan_noise = p(d.path(), "nan.npy");
+    write_npy(&nan_noise, &[f32::NAN; 64], &[1, 1, 8, 8]).unwrap();
+    bad(&["--model", &g, "--noise", &nan_noise, "--out", &out], "NaN");
+    let not_npy = p(d.path(), "not.npy");
+    std::fs::write(&not_npy, b"garbage").unwrap();
+    bad(&["--model", &g, "--noise", &not_npy, "--out", &out], "not.npy");
+    bad(&["--model", &g, "--steps", "0", "--out", &out], "steps");
+    bad(&["--model", &g, "--steps", "1001", "--out", &out], "steps");
+    bad(&["--model", &g, "--sampler", "euler", "--out", &out], "euler");
+    bad(&["--model", &g, "--ep", "cuda", "--out", &out], "cuda");
+    bad(&["--model", &g, "--ep", "tensorrt", "--out", &out], "tensorrt");
+    bad(&["--model", &g, "--ep", "openvino", "--out", &out], "openvino");
+    bad(&["--model", &g, "--precision", "int8", "--out", &out], "precision");
+    bad(&["--model", &g, "--n", "0", "--out", &out], "n");
+    bad(&["--model", &g, "--batch-size", "0", "--out", &out], "batch size");
+    bad(&["--model", &g, "--eta", "-1", "--out", &out], "eta");
+    bad(&["--model", &g, "--out", &p(d.path(), "samples.txt")], "samples.txt");
+    bad(&["--model", &g, "--out", &p(d.path(), "no/such/dir/s.png")], "no/such/dir");
+    bad(&["--model", &g, "--class-label", "1", "--out", &out], "not class-conditional");
+    bad(&["--out", &out], "--model");
+    assert!(!Path::new(&out).exists(), "a failed run left {out}");
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn a_failed_run_leaves_an_existing_output_untouched() {
+    let d = tmp();
+    let g = model("gaussian.onnx");
+    let out = p(d.path(), "keep.npy");
+    ok(&["--model", &g, "--n", "2", "--out", &out]);
+    let before = std::fs::read(&out).unwrap();
+    bad(&["--model", &g, "--steps", "0", "--out", &out], "steps");
+    let corrupt = p(d.path(), "corrupt.onnx");
+    std::fs::write(&corrupt, b"\x08\x01garbage").unwrap();
+    bad(&["--model", &corrupt, "--out", &out], "corrupt.onnx");
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+}

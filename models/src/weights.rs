@@ -1,0 +1,149 @@
+//! Checkpoint weights: the `unet/` folder of diffusers (config.json and
+//! diffusion_pytorch_model.safetensors), read and checked against the parameter list of
+//! its config, and written back atomically.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::config::UNetConfig;
+use crate::error::{Error, Result};
+use crate::shape::parameter_list;
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
+
+/// One weight tensor in float32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weight {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// All weights of a U-Net by diffusers name.
+pub type Weights = BTreeMap<String, Weight>;
+
+/// diffusers' renaming of attention weights saved before its `Attention` class
+/// (query/key/value/proj_attn), as the converted ddpm-cifar10-32 checkpoint has them.
+fn modern_name(name: &str) -> String {
+    for (old, new) in [(".query.", ".to_q."), (".key.", ".to_k."), (".value.", ".to_v."), (".proj_attn.", ".to_out.0.")] {
+        if name.contains(".attentions.") && name.contains(old) {
+            return name.replacen(old, new, 1);
+        }
+    }
+    name.to_string()
+}
+
+fn to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
+    let b = view.data();
+    match view.dtype() {
+        Dtype::F32 => Some(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+        Dtype::F16 => Some(b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
+        Dtype::BF16 => Some(b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
+        Dtype::F64 => Some(b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect()),
+        _ => None,
+    }
+}
+
+/// Reads a safetensors file and checks it against the config's parameter list: every
+/// tensor present, none left over, every shape right (old attention names renamed).
+pub fn load_weights(path: &Path, config: &UNetConfig) -> Result<Weights> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::bad_file(path, format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
+    let mut found: BTreeMap<String, TensorView<'_>> = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        found.insert(modern_name(&name), view);
+    }
+    let mut weights = Weights::new();
+    for (name, shape) in parameter_list(config)? {
+        let view = found.remove(&name).ok_or_else(|| Error::Weight {
+            file: file.clone(),
+            name: name.clone(),
+            msg: format!("missing (expected shape {shape:?})"),
+        })?;
+        if view.shape() != shape.as_slice() {
+            return Err(Error::Weight { file: file.clone(), name, msg: format!("shape {:?}, expected {shape:?}", view.shape()) });
+        }
+        let data = to_f32(&view).ok_or_else(|| Error::Weight {
+            file: file.clone(),
+            name: name.clone(),
+            msg: format!("dtype {:?}, expected a float type", view.dtype()),
+        })?;
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Weight { file: file.clone(), name, msg: "contains NaN or infinite values".into() });
+        }
+        weights.insert(name, Weight { shape, data });
+    }
+    if let Some((name, view)) = found.into_iter().next() {
+        return Err(Error::Weight {
+            file,
+            name,
+            msg: format!("unexpected (shape {:?}): not a parameter of this config", view.shape()),
+        });
+    }
+    Ok(weights)
+}
+
+/// A `unet/` folder: config and weights.
+#[derive(Debug, Clone)]
+pub struct UNetCheckpoint {
+    pub config: UNetConfig,
+    pub weights: Weights,
+    pub dir: PathBuf,
+}
+
+impl UNetCheckpoint {
+    /// Loads `dir/config.json` and `dir/diffusion_pytorch_model.safetensors`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config_path = dir.join(CONFIG_FILE);
+        if !config_path.is_file() {
+            return Err(Error::bad_file(dir, format!("no {CONFIG_FILE}: not a diffusers unet/ folder")));
+        }
+        let config = UNetConfig::from_file(&config_path)?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        if !weights_path.is_file() {
+            if dir.join("diffusion_pytorch_model.bin").is_file() {
+                return Err(Error::bad_file(
+                    dir.join("diffusion_pytorch_model.bin"),
+                    "pickled PyTorch weights are not read (unsafe to unpickle); re-save with diffusers' save_pretrained(safe_serialization=True)",
+                ));
+            }
+            return Err(Error::bad_file(&weights_path, "missing"));
+        }
+        let weights = load_weights(&weights_path, &config)?;
+        Ok(Self { config, weights, dir: dir.to_path_buf() })
+    }
+
+    /// Writes `dir/config.json` and the safetensors weights, each atomically.
+    pub fn save(dir: &Path, config: &UNetConfig, weights: &Weights) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let text = serde_json::to_string_pretty(&config.to_json()).map_err(|e| Error::Backend(e.to_string()))?;
+        write_atomically(&dir.join(CONFIG_FILE), text.as_bytes())?;
+        let raw: Vec<(String, Vec<u8>, Vec<usize>)> = weights
+            .iter()
+            .map(|(n, w)| (n.clone(), w.data.iter().flat_map(|v| v.to_le_bytes()).collect(), w.shape.clone()))
+            .collect();
+        let views = raw
+            .iter()
+            .map(|(n, b, s)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Backend(format!("safetensors: {e}")))?;
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("format".to_string(), "pt".to_string());
+        let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| Error::Backend(format!("safetensors: {e}")))?;
+        write_atomically(&dir.join(WEIGHTS_FILE), &bytes)
+    }
+}
+
+/// Writes a file through a temporary name in the same folder and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}

@@ -8,13 +8,16 @@ SHELL := /bin/bash
 CACHE := $(or $(DDPM_RS_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ddpm-rs)
 export DDPM_RS_CACHE := $(CACHE)
 export CARGO_TARGET_DIR ?= $(CACHE)/target
-# libonnxruntime.so of the environment, recorded into the runtime at build time.
+# libonnxruntime.so of the environment, recorded into the runtime at build time; tch
+# (torch-sys) builds against the environment's torch (LIBTORCH_USE_PYTORCH, its python
+# first on PATH) and the binaries record torch/lib as an rpath.
 ORT_DYLIB = $$(ls "$$(scripts/setup-env.sh)"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
+ENV = DDPM_RS_ORT_DYLIB="$(ORT_DYLIB)" LIBTORCH_USE_PYTORCH=1 PATH="$$(scripts/setup-env.sh)/bin:$$PATH"
 
 .PHONY: help setup build test bench fixtures clean-env
 help:
 	@echo "make test      set up (first run only), build, run every test"
-	@echo "make build     build the CLIs into ./bin (runtime)"
+	@echo "make build     build the CLIs into ./bin (runtime, exporter)"
 	@echo "make bench     criterion benches (see BENCHMARKS.md)"
 	@echo "make fixtures  regenerate the test fixtures with diffusers (needs PyPI)"
 
@@ -22,17 +25,18 @@ setup:
 	@scripts/setup-env.sh >/dev/null
 
 build: setup
-	DDPM_RS_ORT_DYLIB="$(ORT_DYLIB)" cargo build --release --locked -p ddpm-runtime --bins
+	$(ENV) cargo build --release --locked -p ddpm-runtime -p ddpm-exporter --bins
 	@mkdir -p bin
-	@cp -f "$(CARGO_TARGET_DIR)/release/runtime" bin/runtime
-	@echo "built ./bin/runtime"
+	@for b in runtime exporter; do cp -f "$(CARGO_TARGET_DIR)/release/$$b" bin/$$b; done
+	@echo "built ./bin/runtime ./bin/exporter"
 
 test: setup
-	DDPM_RS_ORT_DYLIB="$(ORT_DYLIB)" cargo test --locked --workspace
+	$(ENV) cargo test --locked --workspace
 
 bench: setup
-	DDPM_RS_ORT_DYLIB="$(ORT_DYLIB)" cargo bench --locked -p ddpm-benches
+	$(ENV) cargo bench --locked -p ddpm-benches
 
 fixtures: setup
 	"$$(scripts/fixture-env.sh)" python/make_runtime_fixtures.py
 	"$$(scripts/setup-env.sh)/bin/python" python/make_onnx_fixtures.py
+	"$$(scripts/fixture-env.sh)" python/make_unet_fixtures.py

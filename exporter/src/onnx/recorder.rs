@@ -83,6 +83,16 @@ impl<'w> Recorder<'w> {
         })
     }
 
+    /// Adds a parameter as an initializer in its own layout (once).
+    fn use_param(&mut self, name: &str) -> Result<()> {
+        if !self.initializers.iter().any(|t| t.name.as_deref() == Some(name)) {
+            let w = self.weight(name)?;
+            let t = float_tensor(name, &w.shape, &w.data, self.fp16);
+            self.initializers.push(t);
+        }
+        Ok(())
+    }
+
     /// Casts a float32 value to the graph's float type (a no-op in float32 graphs).
     pub(crate) fn to_graph_float(&mut self, x: &str) -> String {
         if self.fp16 {
@@ -110,15 +120,15 @@ impl Backend for Recorder<'_> {
         if w.shape != shape {
             return Err(Error::Weight { file: "checkpoint".into(), name: name.into(), msg: format!("shape {:?}, expected {shape:?}", w.shape) });
         }
-        if !self.initializers.iter().any(|t| t.name.as_deref() == Some(name)) {
-            let t = float_tensor(name, &w.shape, &w.data, self.fp16);
-            self.initializers.push(t);
-        }
+        // The initializer is added where the parameter is used, in the layout that use
+        // wants (a linear layer's weight transposed, a norm's as [C, 1, 1]).
         Ok(name.to_string())
     }
 
     fn conv2d(&mut self, x: &String, w: &String, b: &String, stride: usize, padding: usize) -> Result<String> {
         let k = self.weight(w)?.shape[2] as i64;
+        self.use_param(w)?;
+        self.use_param(b)?;
         let (s, p) = (stride as i64, padding as i64);
         Ok(self.node(
             "Conv",
@@ -169,6 +179,7 @@ impl Backend for Recorder<'_> {
             }
             self.initializers.push(float_tensor(&wt, &[in_f, out_f], &t, self.fp16));
         }
+        self.use_param(b)?;
         let y = self.node("MatMul", &[x, &wt], vec![]);
         Ok(self.node("Add", &[&y, b], vec![]))
     }
@@ -286,6 +297,7 @@ impl Backend for Recorder<'_> {
     }
 
     fn embedding(&mut self, ids: &String, table: &String) -> Result<String> {
+        self.use_param(table)?;
         Ok(self.node("Gather", &[table, ids], vec![attr_int("axis", 0)]))
     }
 }

@@ -1,0 +1,123 @@
+//! `exporter onnx`: checkpoint folder in, verified .onnx out.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ddpm_models::tch_backend::forward_f32;
+use ddpm_models::{UNet2DModel, UNetCheckpoint};
+use ddpm_runtime::{Denoiser, OnnxDenoiser, SchedulerConfig};
+use rand::{Rng, SeedableRng};
+
+use crate::error::{ExportError, Result};
+use crate::onnx::model::{export_model, ExportOptions};
+
+/// A checkpoint to export: the `unet/` folder and the scheduler config that goes with it.
+pub struct Checkpoint {
+    pub unet: UNetCheckpoint,
+    /// The scheduler config's JSON text (the file's, or the paper's defaults).
+    pub scheduler_json: String,
+    /// Where the scheduler config came from (None: the paper's defaults).
+    pub scheduler_source: Option<PathBuf>,
+}
+
+impl Checkpoint {
+    /// Accepts a run folder (RUN/unet, RUN/scheduler) or a `unet/` folder (the scheduler
+    /// config is then looked for in ../scheduler/).
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(ExportError::Usage(format!("{}: no such checkpoint folder", path.display())));
+        }
+        let (unet_dir, sched_path) = if path.join("unet").join("config.json").is_file() {
+            (path.join("unet"), path.join("scheduler").join("scheduler_config.json"))
+        } else if path.join("config.json").is_file() {
+            let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            (path.to_path_buf(), parent.join("scheduler").join("scheduler_config.json"))
+        } else {
+            return Err(ExportError::Usage(format!(
+                "{}: expected a run folder with unet/config.json, or a unet/ folder with config.json",
+                path.display()
+            )));
+        };
+        let unet = UNetCheckpoint::load(&unet_dir)?;
+        let (scheduler_json, scheduler_source) = if sched_path.is_file() {
+            let text = std::fs::read_to_string(&sched_path).map_err(|e| ExportError::Usage(format!("{}: {e}", sched_path.display())))?;
+            // Validate with the runtime's parser: what the runtime will not run is refused here.
+            SchedulerConfig::from_json_str(&text, &sched_path.display().to_string())?;
+            (text, Some(sched_path))
+        } else {
+            (ddpm_runtime::config::PAPER_DEFAULTS.to_string(), None)
+        };
+        Ok(Self { unet, scheduler_json, scheduler_source })
+    }
+}
+
+/// What an export did.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    pub bytes: usize,
+    pub nodes: usize,
+    /// Max relative error between ONNX Runtime and libtorch (None: not verified).
+    pub max_rel_error: Option<f32>,
+    pub seconds: f64,
+}
+
+/// max |a - b| / max |b|
+fn rel_error(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+/// Runs the exported bytes in ONNX Runtime and the checkpoint in libtorch on the same
+/// random inputs (batch 2, two timesteps) and returns the max relative error.
+pub fn verify(bytes: &[u8], ckpt: &UNetCheckpoint, num_train_timesteps: usize) -> Result<f32> {
+    let config = &ckpt.config;
+    let (h, w) = config.sample_size.unwrap_or((0, 0));
+    let mut onnx = OnnxDenoiser::builder().from_memory(bytes, "exported model")?;
+    let model = UNet2DModel::new(config.clone())?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let batch = 2;
+    let x: Vec<f32> = (0..batch * config.in_channels * h * w).map(|_| rng.sample(rand_distr::StandardNormal)).collect();
+    let labels: Option<Vec<i64>> = config.num_class_embeds.map(|n| (0..batch).map(|_| rng.random_range(0..n as i64)).collect());
+    let mut worst = 0.0f32;
+    for t in [num_train_timesteps as i64 / 3, num_train_timesteps as i64 - 1] {
+        let a = onnx.predict(&x, batch, t, labels.as_deref())?;
+        let b = forward_f32(&model, &ckpt.weights, &x, [batch, config.in_channels, h, w], &[t; 2], labels.as_deref())?;
+        worst = worst.max(rel_error(&a, &b));
+    }
+    Ok(worst)
+}
+
+/// Exports a checkpoint to `out`: records the graph, verifies it (unless `verify_tol` is
+/// None), and writes it atomically. A failed verification leaves no file.
+pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path, options: &ExportOptions, verify_tol: Option<f32>) -> Result<ExportReport> {
+    let started = Instant::now();
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(ExportError::Usage(format!("{}: output folder does not exist", dir.display())));
+    }
+    let bytes = export_model(&ckpt.unet.config, &ckpt.unet.weights, &ckpt.scheduler_json, options)?;
+    let nodes = {
+        use prost::Message;
+        crate::onnx::proto::ModelProto::decode(bytes.as_slice())
+            .map(|m| m.graph.map_or(0, |g| g.node.len()))
+            .unwrap_or(0)
+    };
+    let max_rel_error = match verify_tol {
+        Some(tol) => {
+            let t_count = SchedulerConfig::from_json_str(&ckpt.scheduler_json, "scheduler config")?.num_train_timesteps();
+            let err = verify(&bytes, &ckpt.unet, t_count)?;
+            if !(err <= tol) {
+                return Err(ExportError::Mismatch { error: err, tolerance: tol });
+            }
+            Some(err)
+        }
+        None => None,
+    };
+    let io = |e: std::io::Error| ExportError::Usage(format!("{}: {e}", out.display()));
+    let mut tmp = tempfile::Builder::new().prefix(".onnx-export-").tempfile_in(dir).map_err(io)?;
+    tmp.write_all(&bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(out).map_err(|e| io(e.error))?;
+    Ok(ExportReport { bytes: bytes.len(), nodes, max_rel_error, seconds: started.elapsed().as_secs_f64() })
+}

@@ -1,0 +1,14 @@
+//! # ddpm-exporter
+//!
+//! Writes the U-Net of a checkpoint as one self-describing `.onnx` file: the ONNX
+//! implementation of `ddpm_models::ops::Backend` records the same forward pass that
+//! training runs, and the result is checked in ONNX Runtime against libtorch.
+#![warn(clippy::unwrap_used)]
+
+pub mod error;
+pub mod export;
+pub mod onnx;
+
+pub use error::{ExportError, Result};
+pub use export::{export_checkpoint, Checkpoint, ExportReport};
+pub use onnx::model::{export_model, ExportOptions};

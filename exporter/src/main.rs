@@ -1,0 +1,98 @@
+//! `exporter`: turn a checkpoint into one self-describing, verified `.onnx` file.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ddpm_exporter::{export_checkpoint, Checkpoint, ExportError, ExportOptions};
+
+#[derive(Parser)]
+#[command(name = "exporter", version, about = "Export a DDPM U-Net checkpoint (diffusers layout) to ONNX")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write and verify the .onnx of a checkpoint.
+    Onnx {
+        /// A run folder (RUN/unet, RUN/scheduler) or a diffusers unet/ folder.
+        #[arg(long, value_name = "RUN")]
+        ckpt: PathBuf,
+        #[arg(long, value_name = "FILE.onnx", default_value = "model.onnx")]
+        out: PathBuf,
+        /// ONNX opset, 17 to 21.
+        #[arg(long, default_value_t = 17)]
+        opset: i64,
+        /// Weights and activations in float16 (for GPU execution providers); inputs and
+        /// outputs stay float32.
+        #[arg(long)]
+        fp16: bool,
+        /// Skip the check of the exported file in ONNX Runtime against libtorch.
+        #[arg(long)]
+        no_verify: bool,
+    },
+}
+
+fn run(cli: Cli) -> Result<(), ExportError> {
+    match cli.command {
+        Command::Onnx { ckpt, out, opset, fp16, no_verify } => {
+            let checkpoint = Checkpoint::open(&ckpt)?;
+            if checkpoint.scheduler_source.is_none() {
+                eprintln!("note: no scheduler/scheduler_config.json next to {}: the DDPM paper's schedule goes into the model", ckpt.display());
+            }
+            // fp16 rounding of weights and activations: ~1e-3 relative is expected.
+            let tol = if fp16 { 2e-2 } else { 1e-4 };
+            let report = export_checkpoint(&checkpoint, &out, &ExportOptions { opset, fp16 }, (!no_verify).then_some(tol))?;
+            let verified = match report.max_rel_error {
+                Some(e) => format!("verified: max relative error {e:.2e} vs libtorch (tolerance {tol:.0e})"),
+                None => "not verified (--no-verify)".into(),
+            };
+            println!(
+                "wrote {} ({:.1} MB, {} nodes, opset {opset}{}) in {:.1} s; {verified}",
+                out.display(),
+                report.bytes as f64 / 1e6,
+                report.nodes,
+                if fp16 { ", float16" } else { "" },
+                report.seconds
+            );
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let line: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:"))
+                .collect();
+            eprintln!("{}", line.join(" "));
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
+        }
+    }
+}

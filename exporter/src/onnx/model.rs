@@ -1,0 +1,107 @@
+//! The .onnx file of the project's contract: inputs `sample` float32 [B, C, H, W],
+//! `timestep` int64 [B], optional `class_labels` int64 [B]; output `noise_pred`; dynamic
+//! batch; metadata `unet_config` and `scheduler_config`.
+
+use ddpm_models::{UNet2DModel, UNetConfig, Weights};
+use prost::Message;
+
+use super::proto::{
+    tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, tensor_shape_proto::Dimension,
+    type_proto, GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
+};
+use super::recorder::Recorder;
+use crate::error::{ExportError, Result};
+
+/// Export options.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// ONNX opset (17 to 21).
+    pub opset: i64,
+    /// Weights and activations in float16 (inputs and outputs stay float32).
+    pub fp16: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self { opset: 17, fp16: false }
+    }
+}
+
+fn value_info(name: &str, elem: DataType, dims: &[Option<usize>]) -> ValueInfoProto {
+    let dim = |d: &Option<usize>| Dimension {
+        value: Some(match d {
+            Some(n) => Dim::DimValue(*n as i64),
+            None => Dim::DimParam("batch".into()),
+        }),
+        ..Default::default()
+    };
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem as i32),
+                shape: Some(TensorShapeProto { dim: dims.iter().map(dim).collect() }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Records the U-Net as an ONNX model and serializes it.
+pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler_config_json: &str, options: &ExportOptions) -> Result<Vec<u8>> {
+    if !(17..=21).contains(&options.opset) {
+        return Err(ExportError::Usage(format!("--opset {}: expected 17 to 21", options.opset)));
+    }
+    let (h, w) = config.sample_size.ok_or_else(|| {
+        ExportError::Usage("config key `sample_size` is missing: the .onnx needs the sample's height and width".into())
+    })?;
+    let model = UNet2DModel::new(config.clone())?;
+    let mut rec = Recorder::new(weights, options.fp16);
+    let sample = rec.to_graph_float("sample");
+    let labels = config.num_class_embeds.map(|_| "class_labels".to_string());
+    let out = model.forward(&mut rec, &sample, &"timestep".to_string(), labels.as_ref())?;
+    let out = rec.to_f32(&out);
+    rec.nodes.push(super::proto::NodeProto {
+        op_type: Some("Identity".into()),
+        name: Some("noise_pred_node".into()),
+        input: vec![out],
+        output: vec!["noise_pred".into()],
+        ..Default::default()
+    });
+
+    let mut inputs = vec![
+        value_info("sample", DataType::Float, &[None, Some(config.in_channels), Some(h), Some(w)]),
+        value_info("timestep", DataType::Int64, &[None]),
+    ];
+    if labels.is_some() {
+        inputs.push(value_info("class_labels", DataType::Int64, &[None]));
+    }
+    let graph = GraphProto {
+        name: Some("unet2d".into()),
+        node: rec.nodes,
+        initializer: rec.initializers,
+        input: inputs,
+        output: vec![value_info("noise_pred", DataType::Float, &[None, Some(config.out_channels), Some(h), Some(w)])],
+        ..Default::default()
+    };
+    let ir_version = match options.opset {
+        17 | 18 => 8,
+        19 | 20 => 9,
+        _ => 10,
+    };
+    let unet_json = config.to_json().to_string();
+    let meta = |k: &str, v: &str| StringStringEntryProto { key: Some(k.into()), value: Some(v.into()) };
+    let proto = ModelProto {
+        ir_version: Some(ir_version),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(options.opset) }],
+        producer_name: Some("ddpm-rs exporter".into()),
+        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
+        doc_string: Some("DDPM U-Net (diffusers UNet2DModel layout): noise_pred = eps_theta(sample, timestep[, class_labels])".into()),
+        graph: Some(graph),
+        metadata_props: vec![meta("unet_config", &unet_json), meta("scheduler_config", scheduler_config_json)],
+        ..Default::default()
+    };
+    Ok(proto.encode_to_vec())
+}

@@ -122,6 +122,13 @@ impl UNetCheckpoint {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let text = serde_json::to_string_pretty(&config.to_json()).map_err(|e| Error::Backend(e.to_string()))?;
         write_atomically(&dir.join(CONFIG_FILE), text.as_bytes())?;
+        write_safetensors(&dir.join(WEIGHTS_FILE), weights)
+    }
+}
+
+/// Writes float32 weights as a safetensors file (atomically).
+pub fn write_safetensors(path: &Path, weights: &Weights) -> Result<()> {
+    {
         let raw: Vec<(String, Vec<u8>, Vec<usize>)> = weights
             .iter()
             .map(|(n, w)| (n.clone(), w.data.iter().flat_map(|v| v.to_le_bytes()).collect(), w.shape.clone()))
@@ -134,8 +141,20 @@ impl UNetCheckpoint {
         let mut meta = std::collections::HashMap::new();
         meta.insert("format".to_string(), "pt".to_string());
         let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| Error::Backend(format!("safetensors: {e}")))?;
-        write_atomically(&dir.join(WEIGHTS_FILE), &bytes)
+        write_atomically(path, &bytes)
     }
+}
+
+/// Reads every tensor of a safetensors file as float32, with no config to check against.
+pub fn read_safetensors(path: &Path) -> Result<Weights> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::bad_file(path, format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
+    let mut out = Weights::new();
+    for (name, view) in st.tensors() {
+        let data = to_f32(&view).ok_or_else(|| Error::Weight { file: path.display().to_string(), name: name.clone(), msg: "not a float tensor".into() })?;
+        out.insert(name, Weight { shape: view.shape().to_vec(), data });
+    }
+    Ok(out)
 }
 
 /// Writes a file through a temporary name in the same folder and a rename.

@@ -29,6 +29,7 @@ pub mod prediction;
 pub mod sampler;
 pub mod schedule;
 pub mod spacing;
+pub mod sys;
 
 pub use config::{BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing, VarianceType};
 pub use denoiser::{Denoiser, GaussianDenoiser, ModelShape};

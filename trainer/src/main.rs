@@ -1,0 +1,250 @@
+//! `trainer fit`: learn eps_theta on a folder of images, MNIST IDX files or CIFAR-10.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ddpm_models::UNetConfig;
+use ddpm_runtime::SchedulerConfig;
+use ddpm_trainer::options::{preset, TrainOptions};
+use ddpm_trainer::train::{fit, FitSpec, Outcome, RunDir, INTERRUPTED};
+use ddpm_trainer::{data, TrainError};
+
+#[derive(Parser)]
+#[command(name = "trainer", version, about = "Train a DDPM noise predictor (diffusers UNet2DModel layout) with libtorch")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+#[derive(clap::Args)]
+struct FitArgs {
+    /// A folder of PNG/JPEG images (sub-folders = classes), an MNIST IDX images file
+    /// (or a folder holding one), or a folder of CIFAR-10 data_batch_*.bin files.
+    #[arg(long)]
+    data: PathBuf,
+    /// The run folder: unet/, scheduler/, train_state/, loss.csv, loss.png, samples/.
+    #[arg(long)]
+    out: PathBuf,
+    /// A UNet2DModel config.json.
+    #[arg(long, conflicts_with = "preset")]
+    config: Option<PathBuf>,
+    /// digits (28x28, class-conditional) or cifar10 (the DDPM paper's network and hyper-parameters).
+    #[arg(long)]
+    preset: Option<String>,
+    /// A DDPMScheduler scheduler_config.json [default: the paper's linear schedule, T = 1000].
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
+    #[arg(long)]
+    steps: Option<u64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Linear learning-rate warm-up steps.
+    #[arg(long)]
+    warmup: Option<u64>,
+    #[arg(long)]
+    ema_decay: Option<f64>,
+    /// Max global gradient norm (0: no clipping).
+    #[arg(long)]
+    grad_clip: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+    /// Checkpoint every K steps.
+    #[arg(long)]
+    save_every: Option<u64>,
+    /// A preview grid every K steps (0: none).
+    #[arg(long)]
+    sample_every: Option<u64>,
+    /// DDIM steps of the preview grids.
+    #[arg(long)]
+    preview_steps: Option<usize>,
+    /// Random horizontal flips.
+    #[arg(long)]
+    flip: bool,
+    /// Stop on an unreadable image instead of skipping it.
+    #[arg(long)]
+    strict: bool,
+    /// libtorch threads [default: physical cores]. Bit-identical results need the same count.
+    #[arg(long)]
+    threads: Option<i32>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train (or resume) a run.
+    Fit(Box<FitArgs>),
+}
+
+fn usage(msg: impl Into<String>) -> TrainError {
+    TrainError::Usage(msg.into())
+}
+
+fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
+    let run = RunDir(a.out.clone());
+    let resuming = a.resume && run.latest().is_some();
+    if !a.resume && run.latest().is_some() {
+        return Err(usage(format!("{} already holds a run: pass --resume to continue it, or choose another --out", a.out.display())));
+    }
+    // 1. network, schedule and hyper-parameters
+    let (config, mut options) = if resuming {
+        let config = UNetConfig::from_file(&a.out.join("unet/config.json"))?;
+        (config, preset("digits")?.1)
+    } else {
+        match (&a.config, &a.preset) {
+            (Some(path), None) => {
+                let config = UNetConfig::from_file(path)?;
+                let defaults = TrainOptions { steps: 10_000, ..preset("digits")?.1 };
+                (config, defaults)
+            }
+            (None, Some(name)) => preset(name)?,
+            _ => return Err(usage("give --config FILE or --preset NAME (digits, cifar10)")),
+        }
+    };
+    let scheduler_json = if resuming {
+        let p = a.out.join("scheduler/scheduler_config.json");
+        std::fs::read_to_string(&p).map_err(|e| usage(format!("{}: {e}", p.display())))?
+    } else if let Some(p) = &a.scheduler_config {
+        let text = std::fs::read_to_string(p).map_err(|e| usage(format!("{}: {e}", p.display())))?;
+        SchedulerConfig::from_json_str(&text, &p.display().to_string())?;
+        text
+    } else {
+        serde_json::to_string_pretty(&serde_json::json!({
+            "_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02,
+            "beta_schedule": "linear", "variance_type": "fixed_small", "clip_sample": true, "clip_sample_range": 1.0,
+            "prediction_type": "epsilon", "timestep_spacing": "leading", "steps_offset": 0
+        }))
+        .map_err(|e| TrainError::Io(e.to_string()))?
+    };
+    macro_rules! set {
+        ($($f:ident),*) => { $( if let Some(v) = a.$f { options.$f = v; } )* };
+    }
+    set!(steps, batch_size, lr, warmup, ema_decay, grad_clip, weight_decay, seed, save_every, sample_every, preview_steps);
+    if a.flip {
+        options.flip = true;
+    }
+    if options.batch_size == 0 || options.save_every == 0 || options.steps == 0 {
+        return Err(usage("--steps, --batch-size and --save-every must be at least 1"));
+    }
+    if !(0.0..1.0).contains(&options.ema_decay) || !(options.lr > 0.0) {
+        return Err(usage("--ema-decay must be in [0, 1) and --lr positive"));
+    }
+    let (h, w) = config.sample_size.ok_or_else(|| usage("config key `sample_size`: missing, the trainer needs the image size"))?;
+    if !(config.in_channels == 1 || config.in_channels == 3) {
+        return Err(usage(format!("config key `in_channels`: found {}, expected 1 (grayscale) or 3 (RGB)", config.in_channels)));
+    }
+    if config.out_channels != config.in_channels {
+        return Err(usage(format!(
+            "config key `out_channels`: found {}, expected {} (L_simple trains a noise prediction per input channel; learned variances are not trained here)",
+            config.out_channels, config.in_channels
+        )));
+    }
+
+    // 2. data
+    let t0 = std::time::Instant::now();
+    let dataset = data::load(&a.data, config.in_channels, (h, w), a.strict)?;
+    tracing::info!(
+        "data: {} images of {}x{}x{} from {} in {:.2} s ({} unreadable skipped)",
+        dataset.n, dataset.channels, dataset.height, dataset.width, dataset.source, t0.elapsed().as_secs_f64(), dataset.skipped
+    );
+    if dataset.skipped > 0 {
+        eprintln!("skipped {} unreadable files (use --strict to stop on them)", dataset.skipped);
+    }
+    if let Some(k) = config.num_class_embeds {
+        let labels = dataset.labels.as_ref().ok_or_else(|| usage(format!(
+            "config key `num_class_embeds` is {k}, but {} has no labels (use class sub-folders, or an IDX labels file beside the images)",
+            a.data.display()
+        )))?;
+        if let Some(bad) = labels.iter().find(|&&l| l < 0 || l as usize >= k) {
+            return Err(usage(format!("{}: label {bad} is outside 0..{k} (config key `num_class_embeds`)", a.data.display())));
+        }
+    }
+
+    // 3. device, threads, the run folder
+    let device = match a.device {
+        DeviceArg::Cpu => tch::Device::Cpu,
+        DeviceArg::Cuda if tch::Cuda::is_available() => tch::Device::Cuda(0),
+        DeviceArg::Cuda => return Err(usage("--device cuda: no CUDA device is available to libtorch")),
+    };
+    let threads = a.threads.unwrap_or_else(|| ddpm_runtime::sys::physical_cores() as i32);
+    tch::set_num_threads(threads);
+    std::fs::create_dir_all(a.out.join("scheduler")).map_err(|e| usage(format!("{}: {e}", a.out.display())))?;
+    ddpm_models::weights::write_atomically(&a.out.join("scheduler/scheduler_config.json"), scheduler_json.as_bytes())?;
+    let state = a.out.join("train_state");
+    if let Ok(entries) = std::fs::read_dir(&state) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".tmp") {
+                let _ = std::fs::remove_dir_all(e.path()); // left by a killed run
+            }
+        }
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let steps = options.steps;
+    let spec = FitSpec { run: a.out.clone(), data: dataset, config, scheduler_json, options, resume: a.resume, device, threads };
+    match fit(spec, stop)? {
+        Outcome::Finished => {
+            println!("trained {} to step {steps}: weights in {}", a.out.display(), a.out.join("unet").display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Interrupted { step } => {
+            eprintln!("interrupted: checkpoint saved at step {step}; continue with --resume");
+            Ok(ExitCode::from(INTERRUPTED as u8))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let line: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:"))
+                .collect();
+            eprintln!("{}", line.join(" "));
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
+        .init();
+    let result = match cli.command {
+        Command::Fit(a) => run_fit(*a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The training loop of Ho et al. 2020, Algorithm 1: x_0 from the data, t uniform over the
+//! training steps, eps ~ N(0, I), a gradient step on || target - model(x_t, t) ||^2
+//! (L_simple; the target is eps, v or x_0 by the scheduler's prediction type). Forward
+//! noising uses the runtime's `Schedule`, the same code the samplers use.
+//!
+//! Every random draw is a function of (seed, step) or (seed, epoch), so a run resumed from
+//! a checkpoint continues exactly as the uninterrupted run would have.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ddpm_models::tch_backend::{TchBackend, TchTensor};
+use ddpm_models::weights::{read_safetensors, write_atomically, write_safetensors};
+use ddpm_models::{parameter_list, UNet2DModel, UNetCheckpoint, UNetConfig, Weight, Weights};
+use ddpm_runtime::{Schedule, SchedulerConfig};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor};
+
+use crate::data::Dataset;
+use crate::error::{Result, TrainError};
+use crate::optim::{clip_grad_norm, ema_decay, ema_update, AdamW};
+use crate::options::TrainOptions;
+
+/// Exit status of a run that was interrupted by Ctrl-C after saving.
+pub const INTERRUPTED: i32 = 130;
+
+/// How a call to [`fit`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Finished,
+    Interrupted { step: u64 },
+}
+
+/// The run folder (DESIGN.md): unet/, scheduler/, train_state/, loss.csv, samples/.
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    fn state(&self) -> PathBuf {
+        self.0.join("train_state")
+    }
+    pub fn latest(&self) -> Option<PathBuf> {
+        let name = std::fs::read_to_string(self.state().join("LATEST")).ok()?;
+        let p = self.state().join(name.trim());
+        p.is_dir().then_some(p)
+    }
+}
+
+/// Saved with every checkpoint.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StateJson {
+    step: u64,
+    options: TrainOptions,
+    threads: i32,
+}
+
+fn to_weights(params: &BTreeMap<String, Tensor>) -> Result<Weights> {
+    let mut out = Weights::new();
+    for (name, t) in params {
+        let shape = t.size().iter().map(|&s| s as usize).collect();
+        let data = Vec::<f32>::try_from(&t.f_detach()?.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)?;
+        out.insert(name.clone(), Weight { shape, data });
+    }
+    Ok(out)
+}
+
+fn to_tensors(w: &Weights, device: Device, requires_grad: bool) -> Result<BTreeMap<String, Tensor>> {
+    let mut out = BTreeMap::new();
+    for (name, v) in w {
+        let shape: Vec<i64> = v.shape.iter().map(|&s| s as i64).collect();
+        let t = Tensor::f_from_slice(&v.data)?.f_reshape(&shape)?.f_to_device(device)?.set_requires_grad(requires_grad);
+        out.insert(name.clone(), t);
+    }
+    Ok(out)
+}
+
+/// PyTorch's default initialisation (what a fresh diffusers UNet2DModel has), drawn from
+/// the run's seed: conv and linear weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+/// norm scales 1 and shifts 0, class embeddings N(0, 1).
+pub fn init_weights(config: &UNetConfig, seed: u64) -> Result<Weights> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x696e_6974);
+    let list = parameter_list(config)?;
+    let fan_in: BTreeMap<String, usize> = list
+        .iter()
+        .filter(|(n, s)| n.ends_with(".weight") && s.len() >= 2)
+        .map(|(n, s)| (n.trim_end_matches(".weight").to_string(), s[1..].iter().product()))
+        .collect();
+    let mut out = Weights::new();
+    for (name, shape) in list {
+        let n: usize = shape.iter().product();
+        let module = name.rsplit_once('.').map_or(name.as_str(), |(m, _)| m).to_string();
+        let is_norm = module.contains("norm");
+        let data: Vec<f32> = if name == "class_embedding.weight" {
+            (0..n).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect()
+        } else if is_norm {
+            vec![if name.ends_with(".weight") { 1.0 } else { 0.0 }; n]
+        } else {
+            let fi = fan_in.get(&module).copied().unwrap_or(1).max(1) as f32;
+            let bound = 1.0 / fi.sqrt();
+            (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+        };
+        out.insert(name, Weight { shape, data });
+    }
+    Ok(out)
+}
+
+/// The sample order of an epoch: a permutation drawn from (seed, epoch).
+fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6f72_6465_72);
+    rng.set_stream(epoch);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Everything a fit needs.
+pub struct FitSpec {
+    pub run: PathBuf,
+    pub data: Dataset,
+    pub config: UNetConfig,
+    pub scheduler_json: String,
+    pub options: TrainOptions,
+    pub resume: bool,
+    pub device: Device,
+    pub threads: i32,
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Io(format!("{}: {e}", path.display()))
+}
+
+fn write_loss_csv(path: &Path, rows: &[(u64, f64, f64)]) -> Result<()> {
+    let mut text = String::from("step,loss,lr\n");
+    for (s, l, lr) in rows {
+        text.push_str(&format!("{s},{l},{lr}\n"));
+    }
+    write_atomically(path, text.as_bytes())?;
+    Ok(())
+}
+
+fn read_loss_csv(path: &Path, up_to: u64) -> Result<Vec<(u64, f64, f64)>> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(vec![]) };
+    let mut rows = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 3 {
+            continue;
+        }
+        let (Ok(s), Ok(l), Ok(lr)) = (f[0].parse::<u64>(), f[1].parse::<f64>(), f[2].parse::<f64>()) else { continue };
+        // Roll back to the checkpoint so that no step appears twice.
+        if s <= up_to {
+            rows.push((s, l, lr));
+        }
+    }
+    Ok(rows)
+}
+
+struct Checkpointer<'a> {
+    run: &'a RunDir,
+    config: &'a UNetConfig,
+    options: &'a TrainOptions,
+    threads: i32,
+}
+
+impl Checkpointer<'_> {
+    /// train_state/step-N (raw weights, EMA, moments, state.json) written under a
+    /// temporary name and renamed, then LATEST, then unet/ (the EMA weights).
+    fn save(&self, step: u64, params: &BTreeMap<String, Tensor>, ema: &BTreeMap<String, Tensor>, opt: &AdamW) -> Result<()> {
+        let state = self.run.state();
+        std::fs::create_dir_all(&state).map_err(|e| io_err(&state, e))?;
+        let name = format!("step-{step:08}");
+        let tmp = tempfile::Builder::new().prefix(".tmp-step-").tempdir_in(&state).map_err(|e| io_err(&state, e))?;
+        write_safetensors(&tmp.path().join("params.safetensors"), &to_weights(params)?)?;
+        write_safetensors(&tmp.path().join("ema.safetensors"), &to_weights(ema)?)?;
+        write_safetensors(&tmp.path().join("adam_m.safetensors"), &to_weights(&opt.m)?)?;
+        write_safetensors(&tmp.path().join("adam_v.safetensors"), &to_weights(&opt.v)?)?;
+        let json = serde_json::to_string_pretty(&StateJson { step, options: self.options.clone(), threads: self.threads }).map_err(|e| TrainError::Io(e.to_string()))?;
+        write_atomically(&tmp.path().join("state.json"), json.as_bytes())?;
+        let final_dir = state.join(&name);
+        if final_dir.exists() {
+            std::fs::remove_dir_all(&final_dir).map_err(|e| io_err(&final_dir, e))?;
+        }
+        let kept = tmp.keep();
+        std::fs::rename(&kept, &final_dir).map_err(|e| io_err(&final_dir, e))?;
+        write_atomically(&state.join("LATEST"), name.as_bytes())?;
+        UNetCheckpoint::save(&self.run.0.join("unet"), self.config, &to_weights(ema)?)?;
+        // Keep the two newest checkpoints.
+        let mut steps: Vec<PathBuf> = std::fs::read_dir(&state)
+            .map_err(|e| io_err(&state, e))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-")))
+            .collect();
+        steps.sort();
+        for old in steps.iter().rev().skip(2) {
+            let _ = std::fs::remove_dir_all(old);
+        }
+        Ok(())
+    }
+}
+
+/// Trains (or resumes) a run. Returns how it ended; a NaN loss is an error that keeps the
+/// last good checkpoint.
+pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
+    let run = RunDir(spec.run.clone());
+    let sched_cfg = SchedulerConfig::from_json_str(&spec.scheduler_json, "scheduler config")?;
+    let schedule = Schedule::from_config(&sched_cfg)?;
+    let prediction = sched_cfg.prediction();
+    let t_count = schedule.num_train_timesteps() as i64;
+    let model = UNet2DModel::new(spec.config.clone())?;
+    let device = spec.device;
+
+    // 1. state: fresh or from the last checkpoint
+    let (mut options, start, params_w, ema_w, moments) = match run.latest().filter(|_| spec.resume) {
+        Some(dir) => {
+            let state: StateJson = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).map_err(|e| io_err(&dir, e))?)
+                .map_err(|e| io_err(&dir.join("state.json"), e))?;
+            if state.threads != spec.threads {
+                tracing::warn!("the run was started with {} threads, resumed with {}: results stay close but are not bit-identical", state.threads, spec.threads);
+            }
+            let m = read_safetensors(&dir.join("adam_m.safetensors"))?;
+            let v = read_safetensors(&dir.join("adam_v.safetensors"))?;
+            (state.options, state.step, read_safetensors(&dir.join("params.safetensors"))?, read_safetensors(&dir.join("ema.safetensors"))?, Some((m, v)))
+        }
+        None => {
+            let w = init_weights(&spec.config, spec.options.seed)?;
+            (spec.options.clone(), 0, w.clone(), w, None)
+        }
+    };
+    // Flags that may change on resume: how long, how often to save and preview.
+    options.steps = spec.options.steps;
+    options.save_every = spec.options.save_every;
+    options.sample_every = spec.options.sample_every;
+
+    let params = to_tensors(&params_w, device, true)?;
+    let ema = to_tensors(&ema_w, device, false)?;
+    let mut opt = AdamW::new(&params, options.weight_decay)?;
+    if let Some((m, v)) = moments {
+        opt.m = to_tensors(&m, device, false)?;
+        opt.v = to_tensors(&v, device, false)?;
+    }
+    let ckpt = Checkpointer { run: &run, config: &spec.config, options: &options, threads: spec.threads };
+    let loss_path = run.0.join("loss.csv");
+    let mut rows = if start > 0 { read_loss_csv(&loss_path, start)? } else { vec![] };
+    if start == 0 {
+        ckpt.save(0, &params, &ema, &opt)?;
+        write_loss_csv(&loss_path, &rows)?;
+    }
+    let samples_dir = run.0.join("samples");
+    std::fs::create_dir_all(&samples_dir).map_err(|e| io_err(&samples_dir, e))?;
+
+    // 2. the loop
+    let data = &spec.data;
+    let (b, per) = (options.batch_size, data.item_len());
+    let [c, h, w] = [data.channels as i64, data.height as i64, data.width as i64];
+    let mut order_epoch = u64::MAX;
+    let mut order = Vec::new();
+    let bar = progress_bar(options.steps - start.min(options.steps));
+    let started = Instant::now();
+    let log_every = (options.steps / 50).max(1);
+    let mut step = start;
+    while step < options.steps {
+        // 2a. the batch: data order from (seed, epoch), everything else from (seed, step)
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        rng.set_stream(step + 1);
+        let mut x0 = Vec::with_capacity(b * per);
+        let mut labels = Vec::with_capacity(b);
+        for i in 0..b {
+            let k = step * b as u64 + i as u64;
+            let (epoch, pos) = (k / data.n as u64, (k % data.n as u64) as usize);
+            if epoch != order_epoch {
+                order = epoch_order(data.n, options.seed, epoch);
+                order_epoch = epoch;
+            }
+            let idx = order[pos];
+            let flip = options.flip && rng.random_bool(0.5);
+            data.push_item(idx, flip, &mut x0);
+            if let Some(l) = &data.labels {
+                labels.push(l[idx]);
+            }
+        }
+        let t: Vec<i64> = (0..b).map(|_| rng.random_range(0..t_count)).collect();
+        let noise: Vec<f32> = (0..b * per).map(|_| rng.sample(rand_distr::StandardNormal)).collect();
+        let xt = schedule.add_noise(&x0, &noise, &t)?;
+        let target = schedule.training_target(prediction, &x0, &noise, &t)?;
+
+        // 2b. forward, L_simple, backward
+        tch::manual_seed((options.seed.wrapping_mul(1_000_003).wrapping_add(step)) as i64);
+        let xt = TchTensor(Tensor::f_from_slice(&xt)?.f_reshape([b as i64, c, h, w])?.f_to_device(device)?);
+        let tt = TchTensor(Tensor::f_from_slice(&t)?.f_to_device(device)?);
+        let target = Tensor::f_from_slice(&target)?.f_reshape([b as i64, c, h, w])?.f_to_device(device)?;
+        let labels_t = if spec.config.num_class_embeds.is_some() { Some(TchTensor(Tensor::f_from_slice(&labels)?.f_to_device(device)?)) } else { None };
+        let mut backend = TchBackend::from_tensors(params.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect(), device);
+        backend.train = true;
+        let out = model.forward(&mut backend, &xt, &tt, labels_t.as_ref())?;
+        let loss = out.f_sub(&target)?.f_square()?.f_mean(Kind::Float)?;
+        let loss_value = loss.double_value(&[]);
+        if !loss_value.is_finite() {
+            bar.finish_and_clear();
+            return Err(TrainError::Diverged(format!(
+                "loss is {loss_value} at step {}: stopping; the last good checkpoint ({}) is kept",
+                step + 1,
+                run.latest().map(|p| p.display().to_string()).unwrap_or_default()
+            )));
+        }
+        for p in params.values() {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.f_zero_()?;
+            }
+        }
+        loss.f_backward()?;
+        clip_grad_norm(&params, options.grad_clip)?;
+        let lr = options.lr * ((step + 1) as f64 / options.warmup.max(1) as f64).min(1.0);
+        opt.step(&params, lr, step + 1)?;
+        ema_update(&ema, &params, ema_decay(step + 1, options.ema_decay))?;
+        step += 1;
+        rows.push((step, loss_value, lr));
+
+        // 2c. what a person watching wants
+        let elapsed = started.elapsed().as_secs_f64();
+        let rate = (step - start) as f64 / elapsed.max(1e-9);
+        bar.set_position(step - start);
+        bar.set_message(format!("loss {loss_value:.4}  {rate:.2} steps/s  {:.0} images/s", rate * b as f64));
+        if bar.is_hidden() && (step % log_every == 0 || step == options.steps) {
+            tracing::info!("step {step}/{}: loss {loss_value:.5}, {rate:.2} steps/s, {:.0} images/s", options.steps, rate * b as f64);
+        }
+        let interrupted = stop.load(Ordering::SeqCst);
+        if step % options.save_every == 0 || step == options.steps || interrupted {
+            ckpt.save(step, &params, &ema, &opt)?;
+            write_loss_csv(&loss_path, &rows)?;
+            let pairs: Vec<(u64, f64)> = rows.iter().map(|r| (r.0, r.1)).collect();
+            crate::plot::write_loss_png(&run.0.join("loss.png"), &pairs)?;
+        }
+        if options.sample_every > 0 && (step % options.sample_every == 0) && !interrupted {
+            let path = samples_dir.join(format!("step-{step:08}.png"));
+            crate::preview::write_preview(&path, &model, &ema, &sched_cfg, device, options.preview_steps)?;
+        }
+        if interrupted {
+            bar.finish_and_clear();
+            return Ok(Outcome::Interrupted { step });
+        }
+    }
+    bar.finish_and_clear();
+    let _ = std::io::stderr().flush();
+    Ok(Outcome::Finished)
+}
+
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}

@@ -17,7 +17,7 @@ ENV = DDPM_RS_ORT_DYLIB="$(ORT_DYLIB)" LIBTORCH_USE_PYTORCH=1 PATH="$$(scripts/s
 .PHONY: help setup build test bench fixtures clean-env
 help:
 	@echo "make test      set up (first run only), build, run every test"
-	@echo "make build     build the CLIs into ./bin (runtime, exporter)"
+	@echo "make build     build the CLIs into ./bin (runtime, exporter, trainer)"
 	@echo "make bench     criterion benches (see BENCHMARKS.md)"
 	@echo "make fixtures  regenerate the test fixtures with diffusers (needs PyPI)"
 
@@ -25,10 +25,10 @@ setup:
 	@scripts/setup-env.sh >/dev/null
 
 build: setup
-	$(ENV) cargo build --release --locked -p ddpm-runtime -p ddpm-exporter --bins
+	$(ENV) cargo build --release --locked -p ddpm-runtime -p ddpm-exporter -p ddpm-trainer --bins
 	@mkdir -p bin
-	@for b in runtime exporter; do cp -f "$(CARGO_TARGET_DIR)/release/$$b" bin/$$b; done
-	@echo "built ./bin/runtime ./bin/exporter"
+	@for b in runtime exporter trainer; do cp -f "$(CARGO_TARGET_DIR)/release/$$b" bin/$$b; done
+	@echo "built ./bin/runtime ./bin/exporter ./bin/trainer"
 
 test: setup
 	$(ENV) cargo test --locked --workspace

@@ -71,8 +71,9 @@ fn idx_labels_path(images: &Path) -> Option<PathBuf> {
     if labels == name {
         return None;
     }
-    let p = images.with_file_name(labels);
-    p.is_file().then_some(p)
+    // Plain or gzipped, whatever the images are.
+    let stem = labels.trim_end_matches(".gz").to_string();
+    [stem.clone(), format!("{stem}.gz")].into_iter().map(|n| images.with_file_name(n)).find(|p| p.is_file())
 }
 
 fn load_idx(path: &Path) -> Result<Dataset> {

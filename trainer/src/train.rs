@@ -170,7 +170,7 @@ struct Checkpointer<'a> {
 impl Checkpointer<'_> {
     /// train_state/step-N (raw weights, EMA, moments, state.json) written under a
     /// temporary name and renamed, then LATEST, then unet/ (the EMA weights).
-    fn save(&self, step: u64, params: &BTreeMap<String, Tensor>, ema: &BTreeMap<String, Tensor>, opt: &AdamW) -> Result<()> {
+    fn save(&self, step: u64, params: &BTreeMap<String, Tensor>, ema: &BTreeMap<String, Tensor>, opt: &AdamW, rows: &[(u64, f64, f64)]) -> Result<()> {
         let state = self.run.state();
         std::fs::create_dir_all(&state).map_err(|e| io_err(&state, e))?;
         let name = format!("step-{step:08}");
@@ -181,6 +181,9 @@ impl Checkpointer<'_> {
         write_safetensors(&tmp.path().join("adam_v.safetensors"), &to_weights(&opt.v)?)?;
         let json = serde_json::to_string_pretty(&StateJson { step, options: self.options.clone(), threads: self.threads }).map_err(|e| TrainError::Io(e.to_string()))?;
         write_atomically(&tmp.path().join("state.json"), json.as_bytes())?;
+        // The loss history travels with the checkpoint, so that a run killed between the
+        // checkpoint and the top-level loss.csv loses no row.
+        write_loss_csv(&tmp.path().join("loss.csv"), rows)?;
         let final_dir = state.join(&name);
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(|e| io_err(&final_dir, e))?;
@@ -246,9 +249,12 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
     }
     let ckpt = Checkpointer { run: &run, config: &spec.config, options: &options, threads: spec.threads };
     let loss_path = run.0.join("loss.csv");
-    let mut rows = if start > 0 { read_loss_csv(&loss_path, start)? } else { vec![] };
+    let mut rows = match run.latest().filter(|_| start > 0) {
+        Some(dir) => read_loss_csv(&dir.join("loss.csv"), start)?,
+        None => vec![],
+    };
     if start == 0 {
-        ckpt.save(0, &params, &ema, &opt)?;
+        ckpt.save(0, &params, &ema, &opt, &rows)?;
         write_loss_csv(&loss_path, &rows)?;
     }
     let samples_dir = run.0.join("samples");
@@ -332,7 +338,7 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
         }
         let interrupted = stop.load(Ordering::SeqCst);
         if step % options.save_every == 0 || step == options.steps || interrupted {
-            ckpt.save(step, &params, &ema, &opt)?;
+            ckpt.save(step, &params, &ema, &opt, &rows)?;
             write_loss_csv(&loss_path, &rows)?;
             let pairs: Vec<(u64, f64)> = rows.iter().map(|r| (r.0, r.1)).collect();
             crate::plot::write_loss_png(&run.0.join("loss.png"), &pairs)?;

@@ -118,6 +118,7 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path, options: &ExportOptions,
     let mut tmp = tempfile::Builder::new().prefix(".onnx-export-").tempfile_in(dir).map_err(io)?;
     tmp.write_all(&bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
+    ddpm_runtime::output::set_mode(tmp.path(), 0o644).map_err(io)?;
     tmp.persist(out).map_err(|e| io(e.error))?;
     Ok(ExportReport { bytes: bytes.len(), nodes, max_rel_error, seconds: started.elapsed().as_secs_f64() })
 }

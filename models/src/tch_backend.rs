@@ -133,9 +133,9 @@ impl Backend for TchBackend {
         let d = c / h;
         let split = |t: &Tensor| -> Result<Tensor> { Ok(t.f_reshape([b, -1, h, d])?.f_transpose(1, 2)?) };
         let (q, k, v) = (split(q)?, split(k)?, split(v)?);
-        let scores = q.f_matmul(&k.f_transpose(-1, -2)?)?.f_mul_scalar(1.0 / (d as f64).sqrt())?;
-        let attn = scores.f_softmax(-1, Kind::Float)?;
-        Ok(TchTensor(attn.f_matmul(&v)?.f_transpose(1, 2)?.f_reshape([b, n, c])?))
+        // PyTorch's fused kernel, as diffusers' AttnProcessor2_0 uses (scale 1/sqrt(d)).
+        let o = Tensor::f_scaled_dot_product_attention::<Tensor>(&q, &k, &v, None, 0.0, false, None, false)?;
+        Ok(TchTensor(o.f_transpose(1, 2)?.f_reshape([b, n, c])?))
     }
     fn timestep_embedding(&mut self, t: &TchTensor, dim: usize, flip_sin_to_cos: bool, freq_shift: f64) -> Result<TchTensor> {
         let freqs = Tensor::f_from_slice(&timestep_frequencies(dim, freq_shift))?.f_to_device(t.device())?;

@@ -25,7 +25,21 @@ pub fn write_atomically(path: impl AsRef<Path>, write: impl FnOnce(&mut dyn Writ
         w.flush().map_err(|e| Error::io(path, e))?;
     }
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    // tempfile creates 0600 files; what we write is for the user to share.
+    set_mode(tmp.path(), 0o644).map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Sets Unix permission bits (no-op elsewhere).
+pub fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
     Ok(())
 }
 
@@ -146,6 +160,7 @@ pub fn write_png_dir(dir: impl AsRef<Path>, data: &[f32], shape: [usize; 4]) -> 
         .tempdir_in(&parent)
         .map_err(|e| Error::io(&parent, e))?;
     write_all(tmp.path())?;
+    set_mode(tmp.path(), 0o755).map_err(|e| Error::io(dir, e))?;
     let tmp_path = tmp.keep();
     std::fs::rename(&tmp_path, dir).map_err(|e| {
         let _ = std::fs::remove_dir_all(&tmp_path);

@@ -202,8 +202,12 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     let steps = options.steps;
     let spec = FitSpec { run: a.out.clone(), data: dataset, config, scheduler_json, options, resume: a.resume, device, threads };
     match fit(spec, stop)? {
-        Outcome::Finished => {
-            println!("trained {} to step {steps}: weights in {}", a.out.display(), a.out.join("unet").display());
+        Outcome::Finished { images_per_s } => {
+            println!(
+                "trained {} to step {steps}: weights in {} ({images_per_s:.1} images/s after the first step)",
+                a.out.display(),
+                a.out.join("unet").display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Outcome::Interrupted { step } => {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::error::Result;
 
@@ -41,14 +41,17 @@ impl AdamW {
                 (Some(m), Some(v)) => (m, v),
                 _ => continue,
             };
+            // PyTorch's single-tensor AdamW, in place: p *= 1 - lr wd; m = lerp(m, g, 1 - b1);
+            // v = b2 v + (1 - b2) g^2; p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps).
             let mut p = p.shallow_clone();
             if self.weight_decay != 0.0 {
                 let _ = p.f_mul_scalar_(1.0 - lr * self.weight_decay)?;
             }
-            let _ = m.f_mul_scalar_(self.beta1)?.f_add_(&g.f_mul_scalar(1.0 - self.beta1)?)?;
-            let _ = v.f_mul_scalar_(self.beta2)?.f_add_(&g.f_mul(&g)?.f_mul_scalar(1.0 - self.beta2)?)?;
-            let denom = v.f_sqrt()?.f_div_scalar(bc2.sqrt())?.f_add_scalar(self.eps)?;
-            let _ = p.f_sub_(&m.f_div(&denom)?.f_mul_scalar(lr / bc1)?)?;
+            let _ = m.f_lerp_(&g, 1.0 - self.beta1)?;
+            let _ = v.f_mul_scalar_(self.beta2)?.f_addcmul_(&g.f_mul_scalar(1.0 - self.beta2)?, &g)?;
+            let mut denom = v.f_sqrt()?;
+            let _ = denom.f_div_scalar_(bc2.sqrt())?.f_add_scalar_(self.eps)?.f_mul_scalar_(-bc1 / lr)?;
+            let _ = p.f_addcdiv_(m, &denom)?;
         }
         Ok(())
     }
@@ -62,7 +65,7 @@ pub fn clip_grad_norm(params: &BTreeMap<String, Tensor>, max_norm: f64) -> Resul
     for p in params.values() {
         let g = p.grad();
         if g.defined() {
-            total += g.f_pow_tensor_scalar(2)?.f_sum(Kind::Double)?.double_value(&[]);
+            total += g.f_norm()?.double_value(&[]).powi(2);
         }
     }
     let norm = total.sqrt();
@@ -93,7 +96,7 @@ pub fn ema_update(ema: &BTreeMap<String, Tensor>, params: &BTreeMap<String, Tens
     for (name, e) in ema {
         if let Some(p) = params.get(name) {
             let mut e = e.shallow_clone();
-            let _ = e.f_mul_scalar_(decay)?.f_add_(&p.f_mul_scalar(1.0 - decay)?)?;
+            let _ = e.f_lerp_(&p.f_detach()?, 1.0 - decay)?;
         }
     }
     Ok(())
@@ -102,6 +105,7 @@ pub fn ema_update(ema: &BTreeMap<String, Tensor>, params: &BTreeMap<String, Tens
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
 
     #[test]
     fn adamw_matches_the_closed_form_first_step() {

@@ -31,9 +31,10 @@ use crate::options::TrainOptions;
 pub const INTERRUPTED: i32 = 130;
 
 /// How a call to [`fit`] ended.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Outcome {
-    Finished,
+    /// `images_per_s`: training throughput from the second step of this call on.
+    Finished { images_per_s: f64 },
     Interrupted { step: u64 },
 }
 
@@ -188,6 +189,7 @@ impl Checkpointer<'_> {
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(|e| io_err(&final_dir, e))?;
         }
+        ddpm_runtime::output::set_mode(tmp.path(), 0o755).map_err(|e| io_err(tmp.path(), e))?;
         let kept = tmp.keep();
         std::fs::rename(&kept, &final_dir).map_err(|e| io_err(&final_dir, e))?;
         write_atomically(&state.join("LATEST"), name.as_bytes())?;
@@ -270,7 +272,12 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
     let started = Instant::now();
     let log_every = (options.steps / 50).max(1);
     let mut step = start;
+    let mut after_first: Option<Instant> = None;
+    let mut last_update = Instant::now();
     while step < options.steps {
+        if step == start + 1 {
+            after_first = Some(Instant::now());
+        }
         // 2a. the batch: data order from (seed, epoch), everything else from (seed, step)
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
         rng.set_stream(step + 1);
@@ -327,6 +334,7 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
         ema_update(&ema, &params, ema_decay(step + 1, options.ema_decay))?;
         step += 1;
         rows.push((step, loss_value, lr));
+        let trained_until = Instant::now();
 
         // 2c. what a person watching wants
         let elapsed = started.elapsed().as_secs_f64();
@@ -347,6 +355,7 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
             let path = samples_dir.join(format!("step-{step:08}.png"));
             crate::preview::write_preview(&path, &model, &ema, &sched_cfg, device, options.preview_steps)?;
         }
+        last_update = trained_until;
         if interrupted {
             bar.finish_and_clear();
             return Ok(Outcome::Interrupted { step });
@@ -354,7 +363,13 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
     }
     bar.finish_and_clear();
     let _ = std::io::stderr().flush();
-    Ok(Outcome::Finished)
+    // From the start of the second step to the end of the last update: checkpoints and
+    // previews in between count, the final checkpoint does not.
+    let images_per_s = match after_first {
+        Some(t) if step > start + 1 => (step - start - 1) as f64 * b as f64 / (last_update - t).as_secs_f64(),
+        _ => 0.0,
+    };
+    Ok(Outcome::Finished { images_per_s })
 }
 
 fn progress_bar(total: u64) -> indicatif::ProgressBar {

@@ -5,6 +5,7 @@
 //! backend (feature `tch`) trains and checks it; ddpm-exporter records it as ONNX.
 #![warn(clippy::unwrap_used)]
 
+pub mod classifier;
 pub mod config;
 pub mod error;
 pub mod ops;

@@ -20,6 +20,8 @@
 pub mod config;
 pub mod denoiser;
 pub mod error;
+#[cfg(feature = "onnx")]
+pub mod eval;
 pub mod noise;
 #[cfg(feature = "onnx")]
 pub mod onnx;

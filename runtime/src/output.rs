@@ -71,6 +71,31 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<(Vec<f32>, Vec<usize>)> {
     Ok((data, shape))
 }
 
+/// Reads an 8-bit grayscale or RGB PNG as [C, H, W] values in [-1, 1].
+pub fn read_png(path: &Path) -> Result<(Vec<f32>, usize, usize, usize)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut decoder = png::Decoder::new(BufReader::new(file));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().map_err(|e| Error::bad_file(path, format!("not a PNG: {e}")))?;
+    let mut buf = vec![0u8; reader.output_buffer_size().unwrap_or(0)];
+    let info = reader.next_frame(&mut buf).map_err(|e| Error::bad_file(path, format!("corrupt PNG: {e}")))?;
+    let (w, h) = (info.width as usize, info.height as usize);
+    let (c, stride) = match info.color_type {
+        png::ColorType::Grayscale => (1, 1),
+        png::ColorType::GrayscaleAlpha => (1, 2),
+        png::ColorType::Rgb => (3, 3),
+        png::ColorType::Rgba => (3, 4),
+        other => return Err(Error::bad_file(path, format!("unsupported PNG colour type {other:?}"))),
+    };
+    let mut out = vec![0.0f32; c * h * w];
+    for i in 0..h * w {
+        for ch in 0..c {
+            out[ch * h * w + i] = buf[i * stride + ch] as f32 / 127.5 - 1.0;
+        }
+    }
+    Ok((out, c, h, w))
+}
+
 /// Maps a value in [-1, 1] to a byte.
 fn to_u8(v: f32) -> u8 {
     (((v + 1.0) * 0.5 * 255.0).round()).clamp(0.0, 255.0) as u8

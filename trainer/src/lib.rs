@@ -4,6 +4,7 @@
 //! forward noising, AdamW, EMA, resumable checkpoints in diffusers' layout, previews.
 #![warn(clippy::unwrap_used)]
 
+pub mod classify;
 pub mod data;
 pub mod error;
 pub mod optim;

@@ -78,30 +78,78 @@ pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler_config_jso
     if labels.is_some() {
         inputs.push(value_info("class_labels", DataType::Int64, &[None]));
     }
+    let outputs = vec![value_info("noise_pred", DataType::Float, &[None, Some(config.out_channels), Some(h), Some(w)])];
+    let unet_json = config.to_json().to_string();
+    Ok(model_bytes(
+        rec,
+        "unet2d",
+        inputs,
+        outputs,
+        options.opset,
+        "DDPM U-Net (diffusers UNet2DModel layout): noise_pred = eps_theta(sample, timestep[, class_labels])",
+        &[("unet_config", &unet_json), ("scheduler_config", scheduler_config_json)],
+    ))
+}
+
+/// Serializes a recorded graph as a model file.
+fn model_bytes(
+    rec: Recorder<'_>,
+    name: &str,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+    opset: i64,
+    doc: &str,
+    metadata: &[(&str, &str)],
+) -> Vec<u8> {
     let graph = GraphProto {
-        name: Some("unet2d".into()),
+        name: Some(name.into()),
         node: rec.nodes,
         initializer: rec.initializers,
         input: inputs,
-        output: vec![value_info("noise_pred", DataType::Float, &[None, Some(config.out_channels), Some(h), Some(w)])],
+        output: outputs,
         ..Default::default()
     };
-    let ir_version = match options.opset {
+    let ir_version = match opset {
         17 | 18 => 8,
         19 | 20 => 9,
         _ => 10,
     };
-    let unet_json = config.to_json().to_string();
-    let meta = |k: &str, v: &str| StringStringEntryProto { key: Some(k.into()), value: Some(v.into()) };
     let proto = ModelProto {
         ir_version: Some(ir_version),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(options.opset) }],
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
         producer_name: Some("ddpm-rs exporter".into()),
         producer_version: Some(env!("CARGO_PKG_VERSION").into()),
-        doc_string: Some("DDPM U-Net (diffusers UNet2DModel layout): noise_pred = eps_theta(sample, timestep[, class_labels])".into()),
+        doc_string: Some(doc.into()),
         graph: Some(graph),
-        metadata_props: vec![meta("unet_config", &unet_json), meta("scheduler_config", scheduler_config_json)],
+        metadata_props: metadata
+            .iter()
+            .map(|(k, v)| StringStringEntryProto { key: Some(k.to_string()), value: Some(v.to_string()) })
+            .collect(),
         ..Default::default()
     };
-    Ok(proto.encode_to_vec())
+    proto.encode_to_vec()
+}
+
+/// The digit classifier as ONNX: input `images` [B, C, 28, 28] in [-1, 1]; outputs
+/// `logits` [B, classes] and `features` [B, 128] (the feature space of `runtime eval`).
+pub fn export_classifier(classifier: &ddpm_models::classifier::DigitClassifier, weights: &Weights) -> Result<Vec<u8>> {
+    let mut rec = Recorder::new(weights, false);
+    let (logits, features) = classifier.forward(&mut rec, &"images".to_string())?;
+    for (from, to) in [(logits, "logits"), (features, "features")] {
+        rec.nodes.push(super::proto::NodeProto {
+            op_type: Some("Identity".into()),
+            name: Some(format!("{to}_node")),
+            input: vec![from],
+            output: vec![to.into()],
+            ..Default::default()
+        });
+    }
+    let c = classifier.in_channels;
+    let inputs = vec![value_info("images", DataType::Float, &[None, Some(c), Some(28), Some(28)])];
+    let outputs = vec![
+        value_info("logits", DataType::Float, &[None, Some(classifier.classes)]),
+        value_info("features", DataType::Float, &[None, Some(ddpm_models::classifier::FEATURES)]),
+    ];
+    let meta = format!("{{\"classes\": {}, \"in_channels\": {c}, \"size\": 28}}", classifier.classes);
+    Ok(model_bytes(rec, "digit_classifier", inputs, outputs, 17, "ddpm-rs digit classifier: logits and features of 28x28 images in [-1, 1]", &[("classifier_config", &meta)]))
 }

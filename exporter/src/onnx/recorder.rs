@@ -296,6 +296,11 @@ impl Backend for Recorder<'_> {
         Ok(self.to_graph_float(&emb))
     }
 
+    fn mean_spatial(&mut self, x: &String) -> Result<String> {
+        let pooled = self.node("GlobalAveragePool", &[x], vec![]);
+        Ok(self.node("Flatten", &[&pooled], vec![attr_int("axis", 1)]))
+    }
+
     fn embedding(&mut self, ids: &String, table: &String) -> Result<String> {
         self.use_param(table)?;
         Ok(self.node("Gather", &[table, ids], vec![attr_int("axis", 0)]))

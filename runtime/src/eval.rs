@@ -1,0 +1,250 @@
+//! Sample quality: Fréchet distance between feature distributions (Heusel et al. 2017,
+//! "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium")
+//! in the feature space of a pluggable ONNX feature extractor, plus the extractor's mean
+//! top-class confidence and the entropy of its class histogram.
+
+use std::io::Read;
+use std::path::Path;
+
+use nalgebra::{DMatrix, DVector, SymmetricEigen};
+use ort::session::Session;
+use ort::value::Tensor;
+
+use crate::error::{Error, Result};
+
+/// An ONNX network with one image input [B, C, H, W] and an output named `features`
+/// (else its last output); an output named `logits` gives the class statistics.
+pub struct FeatureExtractor {
+    session: Session,
+    input: String,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl FeatureExtractor {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_memory(&bytes, &path.display().to_string())
+    }
+
+    pub fn from_memory(bytes: &[u8], name: &str) -> Result<Self> {
+        let env = crate::onnx::environment(None)?;
+        let session = Session::builder(&env)?
+            .with_intra_threads(crate::sys::physical_cores())
+            .map_err(ort::Error::from)?
+            .commit_from_memory(bytes)
+            .map_err(|e| Error::bad_file(name, format!("not a loadable ONNX model: {e}")))?;
+        let input = session.inputs().first().ok_or_else(|| Error::bad_file(name, "the extractor has no input"))?;
+        let dims = match input.dtype() {
+            ort::value::ValueType::Tensor { shape, .. } if shape.len() == 4 => shape.to_vec(),
+            _ => return Err(Error::bad_file(name, "the extractor's input must be an image batch [B, C, H, W]")),
+        };
+        if dims[1..].iter().any(|&d| d <= 0) {
+            return Err(Error::bad_file(name, "the extractor's input must have fixed C, H and W"));
+        }
+        if !session.outputs().iter().any(|o| o.name() == "features") {
+            tracing::info!("{name}: no output named `features`; using its last output");
+        }
+        Ok(Self {
+            input: input.name().to_string(),
+            channels: dims[1] as usize,
+            height: dims[2] as usize,
+            width: dims[3] as usize,
+            session,
+        })
+    }
+
+    /// Features [n, d] and, if the network has a `logits` output, logits [n, k].
+    pub fn features(&mut self, images: &[f32], n: usize) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+        let per = self.channels * self.height * self.width;
+        if images.len() != n * per {
+            return Err(Error::Shape {
+                name: "images".into(),
+                found: format!("{} values", images.len()),
+                expected: format!("[{n}, {}, {}, {}]", self.channels, self.height, self.width),
+            });
+        }
+        let (mut feats, mut logits) = (Vec::new(), Vec::new());
+        let mut has_logits = false;
+        for start in (0..n).step_by(256) {
+            let b = (n - start).min(256);
+            let x = Tensor::from_array((
+                vec![b as i64, self.channels as i64, self.height as i64, self.width as i64],
+                images[start * per..(start + b) * per].to_vec(),
+            ))?;
+            let out = self.session.run(ort::inputs![self.input.as_str() => x])?;
+            let f = out.get("features").unwrap_or(&out[out.len() - 1]);
+            feats.extend_from_slice(f.try_extract_tensor::<f32>()?.1);
+            if let Some(l) = out.get("logits") {
+                has_logits = true;
+                logits.extend_from_slice(l.try_extract_tensor::<f32>()?.1);
+            }
+        }
+        Ok((feats, has_logits.then_some(logits)))
+    }
+}
+
+/// Mean and covariance (unbiased) of n row vectors of dimension d.
+pub fn moments(x: &[f32], n: usize, d: usize) -> (DVector<f64>, DMatrix<f64>) {
+    let m = DMatrix::from_row_slice(n, d, &x.iter().map(|&v| v as f64).collect::<Vec<_>>());
+    let mean = DVector::from_iterator(d, (0..d).map(|j| m.column(j).mean()));
+    let mut centred = m;
+    for j in 0..d {
+        let mj = mean[j];
+        centred.column_mut(j).add_scalar_mut(-mj);
+    }
+    let cov = centred.transpose() * &centred / ((n.max(2) - 1) as f64);
+    (mean, cov)
+}
+
+fn sym_sqrt(a: &DMatrix<f64>) -> DMatrix<f64> {
+    let e = SymmetricEigen::new(a.clone());
+    let s = e.eigenvalues.map(|v| v.max(0.0).sqrt());
+    &e.eigenvectors * DMatrix::from_diagonal(&s) * e.eigenvectors.transpose()
+}
+
+/// ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)), with tr((S1 S2)^(1/2)) computed as
+/// tr((S1^(1/2) S2 S1^(1/2))^(1/2)) (symmetric, so a symmetric eigen-decomposition does).
+pub fn frechet_distance(m1: &DVector<f64>, s1: &DMatrix<f64>, m2: &DVector<f64>, s2: &DMatrix<f64>) -> f64 {
+    let r1 = sym_sqrt(s1);
+    let inner = &r1 * s2 * &r1;
+    let inner = (&inner + inner.transpose()) * 0.5;
+    let tr_sqrt: f64 = SymmetricEigen::new(inner).eigenvalues.iter().map(|v| v.max(0.0).sqrt()).sum();
+    ((m1 - m2).norm_squared() + s1.trace() + s2.trace() - 2.0 * tr_sqrt).max(0.0)
+}
+
+/// What `runtime eval` reports.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub n_samples: usize,
+    pub n_real: usize,
+    pub fid: f64,
+    /// Mean max softmax probability of the samples (extractors with logits).
+    pub confidence: Option<f64>,
+    /// Entropy (nats) of the samples' predicted-class histogram.
+    pub class_entropy: Option<f64>,
+    /// Predicted class of each sample.
+    pub predicted: Option<Vec<usize>>,
+}
+
+/// (mean max-softmax, histogram entropy in nats, argmax per row) of logits [n, k].
+pub fn class_stats(logits: &[f32], n: usize) -> (f64, f64, Vec<usize>) {
+    let k = logits.len() / n.max(1);
+    let mut conf = 0.0;
+    let mut hist = vec![0usize; k];
+    let mut pred = Vec::with_capacity(n);
+    for row in logits.chunks(k) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+        let z: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+        conf += 1.0 / z;
+        let arg = row.iter().enumerate().fold(0, |a, (i, &v)| if v > row[a] { i } else { a });
+        hist[arg] += 1;
+        pred.push(arg);
+    }
+    let entropy = -hist.iter().filter(|&&c| c > 0).map(|&c| {
+        let p = c as f64 / n as f64;
+        p * p.ln()
+    }).sum::<f64>();
+    (conf / n as f64, entropy, pred)
+}
+
+/// FID and class statistics of `samples` against `real` (both [n, C, H, W] in [-1, 1]).
+pub fn evaluate(extractor: &mut FeatureExtractor, samples: &[f32], n_samples: usize, real: &[f32], n_real: usize) -> Result<Report> {
+    if n_samples < 2 || n_real < 2 {
+        return Err(Error::InvalidArgument("FID needs at least 2 samples and 2 real images".into()));
+    }
+    let (fs, logits) = extractor.features(samples, n_samples)?;
+    let (fr, _) = extractor.features(real, n_real)?;
+    let d = fs.len() / n_samples;
+    let (m1, s1) = moments(&fs, n_samples, d);
+    let (m2, s2) = moments(&fr, n_real, d);
+    let fid = frechet_distance(&m1, &s1, &m2, &s2);
+    let (confidence, class_entropy, predicted) = match logits {
+        Some(l) => {
+            let (c, e, p) = class_stats(&l, n_samples);
+            (Some(c), Some(e), Some(p))
+        }
+        None => (None, None, None),
+    };
+    Ok(Report { n_samples, n_real, fid, confidence, class_entropy, predicted })
+}
+
+/// Loads an image set as [n, C, H, W] in [-1, 1]: a float32 .npy (values as the sampler
+/// left them), a folder of PNGs, or an MNIST IDX images file (plain or .gz).
+pub fn load_images(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
+    if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::bad_file(path, "no .png files in this folder"));
+        }
+        let mut data = Vec::new();
+        let mut dims: Option<[usize; 3]> = None;
+        for f in &files {
+            let (pixels, c, h, w) = crate::output::read_png(f)?;
+            if let Some(d) = dims {
+                if d != [c, h, w] {
+                    return Err(Error::Shape { name: f.display().to_string(), found: format!("{c}x{h}x{w}"), expected: format!("{}x{}x{}", d[0], d[1], d[2]) });
+                }
+            }
+            dims = Some([c, h, w]);
+            data.extend(pixels);
+        }
+        let [c, h, w] = dims.unwrap_or([0, 0, 0]);
+        return Ok((data, [files.len(), c, h, w]));
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    if name.ends_with(".npy") {
+        let (data, shape) = crate::output::read_npy(path)?;
+        if shape.len() != 4 {
+            return Err(Error::Shape { name: path.display().to_string(), found: format!("{shape:?}"), expected: "[N, C, H, W]".into() });
+        }
+        return Ok((data, [shape[0], shape[1], shape[2], shape[3]]));
+    }
+    if name.contains("idx3") {
+        let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| Error::bad_file(path, format!("corrupt gzip: {e}")))?;
+            out
+        } else {
+            raw
+        };
+        let u = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
+        if bytes.len() < 16 || u(0) != 0x0803 || bytes.len() != 16 + u(4) * u(8) * u(12) {
+            return Err(Error::bad_file(path, "not an IDX image file (magic 0x00000803, [N, H, W] bytes)"));
+        }
+        let data = bytes[16..].iter().map(|&p| p as f32 / 127.5 - 1.0).collect();
+        return Ok((data, [u(4), 1, u(8), u(12)]));
+    }
+    Err(Error::bad_file(path, "expected a .npy file, a folder of PNGs, or an IDX images file"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frechet_distance_of_gaussians_is_closed_form() {
+        // N(0, I) vs N(m, 4 I) in 3-D: |m|^2 + tr(I + 4I - 2*2I) = |m|^2 + 3.
+        let (m1, s1) = (DVector::zeros(3), DMatrix::identity(3, 3));
+        let (m2, s2) = (DVector::from_vec(vec![1.0, 2.0, 0.0]), DMatrix::identity(3, 3) * 4.0);
+        assert!((frechet_distance(&m1, &s1, &m2, &s2) - 8.0).abs() < 1e-9);
+        assert!(frechet_distance(&m2, &s2, &m2, &s2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn class_stats_of_certain_uniform_predictions() {
+        let logits: Vec<f32> = (0..4).flat_map(|i| (0..4).map(move |j| if i == j { 50.0 } else { 0.0 })).collect();
+        let (conf, ent, pred) = class_stats(&logits, 4);
+        assert!((conf - 1.0).abs() < 1e-9);
+        assert!((ent - 4f64.ln()).abs() < 1e-12);
+        assert_eq!(pred, vec![0, 1, 2, 3]);
+    }
+}

@@ -28,6 +28,8 @@ pub mod onnx;
 pub mod output;
 pub mod pipeline;
 pub mod prediction;
+#[cfg(feature = "onnx")]
+pub mod pretrained;
 pub mod sampler;
 pub mod schedule;
 pub mod spacing;

@@ -20,6 +20,66 @@ struct Cli {
 enum Command {
     /// Run the reverse chain and write the samples.
     Sample(SampleArgs),
+    /// Sample quality: FID between two image sets in an ONNX feature extractor's space,
+    /// and (extractors with logits) mean confidence and class-histogram entropy.
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Generated images: float32 .npy [N, C, H, W] in [-1, 1], or a folder of PNGs.
+    #[arg(long)]
+    samples: PathBuf,
+    /// Real images: .npy, a folder of PNGs, or an MNIST IDX images file.
+    #[arg(long)]
+    real: PathBuf,
+    /// The feature extractor (input [B, C, H, W] in [-1, 1]; outputs `features` and
+    /// optionally `logits`) [default: the project's digit classifier].
+    #[arg(long, value_name = "FILE.onnx")]
+    extractor: Option<PathBuf>,
+    /// Use only the first N images of each set.
+    #[arg(long)]
+    n: Option<usize>,
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    use ddpm_runtime::eval::{evaluate, load_images, FeatureExtractor};
+    let mut extractor = match &args.extractor {
+        Some(p) => FeatureExtractor::from_file(p)?,
+        None => FeatureExtractor::from_memory(ddpm_runtime::pretrained::DIGIT_CLASSIFIER, "the built-in digit classifier")?,
+    };
+    let expected = [extractor.channels, extractor.height, extractor.width];
+    let mut sets = Vec::new();
+    for path in [&args.samples, &args.real] {
+        let (mut data, shape) = load_images(path)?;
+        if shape[1..] != expected {
+            return Err(bad(format!(
+                "{}: images of {}x{}x{}, expected {}x{}x{} (the extractor's input)",
+                path.display(), shape[1], shape[2], shape[3], expected[0], expected[1], expected[2]
+            )));
+        }
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(bad(format!("{}: contains NaN or infinite values", path.display())));
+        }
+        let mut n = shape[0];
+        if let Some(limit) = args.n {
+            if limit > n {
+                return Err(bad(format!("--n {limit}: {} holds only {n} images", path.display())));
+            }
+            n = limit;
+            data.truncate(n * expected.iter().product::<usize>());
+        }
+        sets.push((data, n));
+    }
+    let (real, n_real) = sets.pop().unwrap_or_default();
+    let (samples, n_samples) = sets.pop().unwrap_or_default();
+    let r = evaluate(&mut extractor, &samples, n_samples, &real, n_real)?;
+    println!("FID {:.3} ({} samples vs {} real images)", r.fid, r.n_samples, r.n_real);
+    if let (Some(c), Some(e)) = (r.confidence, r.class_entropy) {
+        println!("mean confidence {c:.4}");
+        println!("class entropy {e:.4} nats (uniform over 10 classes: {:.4})", 10f64.ln());
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -251,6 +311,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Sample(args) => sample(args),
+        Command::Eval(args) => eval(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -188,3 +188,56 @@ fn a_failed_run_leaves_an_existing_output_untouched() {
     bad(&["--model", &corrupt, "--out", &out], "corrupt.onnx");
     assert_eq!(std::fs::read(&out).unwrap(), before);
 }
+
+fn runtime_eval(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runtime")).arg("eval").args(args).env_remove("RUST_LOG").output().unwrap()
+}
+
+fn mnist(name: &str) -> String {
+    format!("{}/../data/mnist/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn eval_gives_fid_0_for_identical_sets_and_more_for_different_ones() {
+    let test = mnist("test-images-idx3-ubyte.gz");
+    let o = runtime_eval(&["--samples", &test, "--real", &test, "--n", "300"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let fid: f64 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(fid.abs() < 1e-6, "{out}");
+    assert!(out.contains("mean confidence") && out.contains("class entropy"), "{out}");
+    // The same digits written as PNGs and as .npy read back to the same set.
+    let d = tmp();
+    let (data, shape) = ddpm_runtime::eval::load_images(Path::new(&test)).unwrap();
+    let n = 50;
+    let part = &data[..n * 784];
+    write_npy(p(d.path(), "real.npy"), part, &[n, 1, 28, 28]).unwrap();
+    ddpm_runtime::output::write_png_dir(d.path().join("pngs"), part, [n, 1, 28, 28]).unwrap();
+    assert_eq!(shape, [1000, 1, 28, 28]);
+    let o = runtime_eval(&["--samples", &p(d.path(), "pngs"), "--real", &p(d.path(), "real.npy")]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let fid: f64 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(fid < 1e-3, "PNG round trip: {out}");
+    // Noise is far from digits.
+    let noise: Vec<f32> = (0..n * 784).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    write_npy(p(d.path(), "noise.npy"), &noise, &[n, 1, 28, 28]).unwrap();
+    let o = runtime_eval(&["--samples", &p(d.path(), "noise.npy"), "--real", &p(d.path(), "real.npy")]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let fid: f64 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(fid > 10.0, "noise vs digits: {out}");
+}
+
+#[test]
+fn eval_rejects_mismatched_shapes_with_exit_2() {
+    let d = tmp();
+    let small = p(d.path(), "small.npy");
+    write_npy(&small, &[0.0; 4 * 64], &[4, 1, 8, 8]).unwrap();
+    let test = mnist("test-images-idx3-ubyte.gz");
+    let o = runtime_eval(&["--samples", &small, "--real", &test]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("small.npy") && stderr.contains("28x28"), "{stderr}");
+    let o = runtime_eval(&["--samples", &test, "--real", &p(d.path(), "missing.npy")]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -145,6 +145,26 @@ pub fn write_safetensors(path: &Path, weights: &Weights) -> Result<()> {
     }
 }
 
+/// Writes `dir/config.json` and the weights in float16 (atomically).
+pub fn save_unet_f16(dir: &Path, config: &UNetConfig, weights: &Weights) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let text = serde_json::to_string_pretty(&config.to_json()).map_err(|e| Error::Backend(e.to_string()))?;
+    write_atomically(&dir.join(CONFIG_FILE), text.as_bytes())?;
+    let raw: Vec<(String, Vec<u8>, Vec<usize>)> = weights
+        .iter()
+        .map(|(n, w)| (n.clone(), w.data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(), w.shape.clone()))
+        .collect();
+    let views = raw
+        .iter()
+        .map(|(n, b, s)| TensorView::new(Dtype::F16, s.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Backend(format!("safetensors: {e}")))?;
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| Error::Backend(format!("safetensors: {e}")))?;
+    write_atomically(&dir.join(WEIGHTS_FILE), &bytes)
+}
+
 /// Reads every tensor of a safetensors file as float32, with no config to check against.
 pub fn read_safetensors(path: &Path) -> Result<Weights> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;

@@ -20,11 +20,14 @@ pub struct ExportOptions {
     pub opset: i64,
     /// Weights and activations in float16 (inputs and outputs stay float32).
     pub fp16: bool,
+    /// Weights stored in float16, computed in float32 (a smaller file, nearly the same
+    /// outputs).
+    pub weights_fp16: bool,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { opset: 17, fp16: false }
+        Self { opset: 17, fp16: false, weights_fp16: false }
     }
 }
 
@@ -59,6 +62,7 @@ pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler_config_jso
     })?;
     let model = UNet2DModel::new(config.clone())?;
     let mut rec = Recorder::new(weights, options.fp16);
+    rec.weights_fp16 = options.weights_fp16;
     let sample = rec.to_graph_float("sample");
     let labels = config.num_class_embeds.map(|_| "class_labels".to_string());
     let out = model.forward(&mut rec, &sample, &"timestep".to_string(), labels.as_ref())?;

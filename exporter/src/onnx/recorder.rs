@@ -19,11 +19,38 @@ pub struct Recorder<'w> {
     counter: usize,
     /// Weights and activations in float16.
     pub(crate) fp16: bool,
+    /// Weights stored as float16 and cast to float32 once, at session start: half the file,
+    /// float32 arithmetic.
+    pub(crate) weights_fp16: bool,
 }
 
 impl<'w> Recorder<'w> {
     pub fn new(weights: &'w Weights, fp16: bool) -> Self {
-        Self { weights, nodes: Vec::new(), initializers: Vec::new(), consts: HashMap::new(), counter: 0, fp16 }
+        Self { weights, nodes: Vec::new(), initializers: Vec::new(), consts: HashMap::new(), counter: 0, fp16, weights_fp16: false }
+    }
+
+    /// Adds a weight initializer named `name` (float16 storage plus a Cast when
+    /// `weights_fp16`).
+    fn add_weight(&mut self, name: &str, dims: &[usize], data: &[f32]) {
+        if self.weights_fp16 && !self.fp16 {
+            let stored = format!("{name}.fp16");
+            self.initializers.push(float_tensor(&stored, dims, data, true));
+            self.nodes.push(NodeProto {
+                op_type: Some("Cast".into()),
+                name: Some(format!("{name}.cast")),
+                input: vec![stored],
+                output: vec![name.to_string()],
+                attribute: vec![attr_int("to", DataType::Float as i64)],
+                ..Default::default()
+            });
+        } else {
+            self.initializers.push(float_tensor(name, dims, data, self.fp16));
+        }
+    }
+
+    fn has_weight(&self, name: &str) -> bool {
+        self.initializers.iter().any(|t| t.name.as_deref() == Some(name))
+            || self.nodes.iter().any(|n| n.output.first().map(String::as_str) == Some(name))
     }
 
     fn fresh(&mut self, op: &str) -> String {
@@ -85,10 +112,10 @@ impl<'w> Recorder<'w> {
 
     /// Adds a parameter as an initializer in its own layout (once).
     fn use_param(&mut self, name: &str) -> Result<()> {
-        if !self.initializers.iter().any(|t| t.name.as_deref() == Some(name)) {
+        if !self.has_weight(name) {
             let w = self.weight(name)?;
-            let t = float_tensor(name, &w.shape, &w.data, self.fp16);
-            self.initializers.push(t);
+            let (shape, data) = (w.shape.clone(), w.data.clone());
+            self.add_weight(name, &shape, &data);
         }
         Ok(())
     }
@@ -157,9 +184,9 @@ impl Backend for Recorder<'_> {
         let (wd, bd) = (self.weight(w)?.data.clone(), self.weight(b)?.data.clone());
         let w3 = format!("{w}.chw");
         let b3 = format!("{b}.chw");
-        if !self.initializers.iter().any(|t| t.name.as_deref() == Some(w3.as_str())) {
-            self.initializers.push(float_tensor(&w3, &[c, 1, 1], &wd, self.fp16));
-            self.initializers.push(float_tensor(&b3, &[c, 1, 1], &bd, self.fp16));
+        if !self.has_weight(&w3) {
+            self.add_weight(&w3, &[c, 1, 1], &wd);
+            self.add_weight(&b3, &[c, 1, 1], &bd);
         }
         let scaled = self.node("Mul", &[&back, &w3], vec![]);
         Ok(self.node("Add", &[&scaled, &b3], vec![]))
@@ -168,7 +195,7 @@ impl Backend for Recorder<'_> {
     fn linear(&mut self, x: &String, w: &String, b: &String) -> Result<String> {
         // x W^T with W^T stored once as an [in, out] initializer.
         let wt = format!("{w}.T");
-        if !self.initializers.iter().any(|t| t.name.as_deref() == Some(wt.as_str())) {
+        if !self.has_weight(&wt) {
             let weight = self.weight(w)?;
             let (out_f, in_f) = (weight.shape[0], weight.shape[1]);
             let mut t = vec![0.0f32; in_f * out_f];
@@ -177,7 +204,7 @@ impl Backend for Recorder<'_> {
                     t[i * out_f + o] = weight.data[o * in_f + i];
                 }
             }
-            self.initializers.push(float_tensor(&wt, &[in_f, out_f], &t, self.fp16));
+            self.add_weight(&wt, &[in_f, out_f], &t);
         }
         self.use_param(b)?;
         let y = self.node("MatMul", &[x, &wt], vec![]);

@@ -14,8 +14,9 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 ORT_DYLIB = $$(ls "$$(scripts/setup-env.sh)"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
 ENV = DDPM_RS_ORT_DYLIB="$(ORT_DYLIB)" LIBTORCH_USE_PYTORCH=1 PATH="$$(scripts/setup-env.sh)/bin:$$PATH"
 
-.PHONY: help setup build test bench fixtures clean-env
+.PHONY: help setup build test bench fixtures demo
 help:
+	@echo "make demo      set up and build (first run only), draw 64 digits: samples.png, trajectory.png"
 	@echo "make test      set up (first run only), build, run every test"
 	@echo "make build     build the CLIs into ./bin (runtime, exporter, trainer)"
 	@echo "make bench     criterion benches (see BENCHMARKS.md)"
@@ -29,6 +30,11 @@ build: setup
 	@mkdir -p bin
 	@for b in runtime exporter trainer; do cp -f "$(CARGO_TARGET_DIR)/release/$$b" bin/$$b; done
 	@echo "built ./bin/runtime ./bin/exporter ./bin/trainer"
+
+demo: build
+	@./bin/runtime sample --n 64 --sampler ddim --steps 50 --seed 0 --out samples.png --trajectory trajectory.png
+	@echo "samples:    $(CURDIR)/samples.png"
+	@echo "trajectory: $(CURDIR)/trajectory.png"
 
 test: setup
 	$(ENV) cargo test --locked --workspace

@@ -154,6 +154,10 @@ struct SampleArgs {
     /// FILE.png (a grid), FILE.npy (float32 [N, C, H, W]) or DIR/ (one PNG per sample).
     #[arg(long, default_value = "samples.png")]
     out: String,
+    /// Also write the predicted x_0 of the first 8 samples across the reverse chain (rows:
+    /// samples, columns: steps), as in the DDPM paper's progressive-generation figure.
+    #[arg(long, value_name = "FILE.png")]
+    trajectory: Option<PathBuf>,
 }
 
 fn classify(e: &anyhow::Error) -> u8 {
@@ -188,10 +192,9 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     }
     let out = OutputKind::from_path(&args.out)?;
     out.check_writable()?;
-    let model_path = args
-        .model
-        .clone()
-        .ok_or_else(|| bad("no --model given and this build ships no default model yet: pass --model FILE.onnx"))?;
+    if let Some(t) = &args.trajectory {
+        OutputKind::from_path(&t.to_string_lossy())?.check_writable()?;
+    }
     let ep = match args.ep {
         EpArg::Cpu => ExecutionProvider::Cpu,
         EpArg::Cuda => ExecutionProvider::Cuda,
@@ -202,7 +205,14 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         builder = builder.intra_threads(t);
     }
-    let mut model = builder.from_file(&model_path)?;
+    let mut model = match &args.model {
+        Some(path) => builder.from_file(path)?,
+        None => {
+            let bytes = ddpm_runtime::pretrained::DIGITS_MODEL
+                .ok_or_else(|| bad("no --model given and this build ships no default model: pass --model FILE.onnx"))?;
+            builder.from_memory(bytes, "the built-in digits model")?
+        }
+    };
     let shape = model.shape();
     let config = model.scheduler_config();
 
@@ -252,6 +262,10 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     if let Some(l) = args.class_label {
         pipeline = pipeline.class_labels(ClassLabels::Fixed(l));
     }
+    if args.trajectory.is_some() {
+        let every = pipeline.steps_planned()?.div_ceil(10).max(1);
+        pipeline = pipeline.record_trajectory(every);
+    }
     let total = pipeline.evaluations()?;
     let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
     if std::io::stderr().is_terminal() {
@@ -265,6 +279,23 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let samples = pipeline.on_progress(|p| bar.set_position(p.evaluations_done as u64)).run()?;
     bar.finish_and_clear();
     out.write(&samples.data, samples.shape)?;
+    if let Some(path) = &args.trajectory {
+        // Rows: the first (up to) 8 samples; columns: predicted x_0 along the chain, then
+        // the final sample.
+        let [n, c, h, w] = samples.shape;
+        let rows = n.min(8);
+        let per = c * h * w;
+        let cols = samples.trajectory.len() + 1;
+        let mut grid = Vec::with_capacity(rows * cols * per);
+        for r in 0..rows {
+            for (_, x0) in &samples.trajectory {
+                grid.extend(x0[r * per..(r + 1) * per].iter().map(|v| v.clamp(-1.0, 1.0)));
+            }
+            grid.extend(samples.data[r * per..(r + 1) * per].iter().map(|v| v.clamp(-1.0, 1.0)));
+        }
+        ddpm_runtime::output::write_png_grid_cols(path, &grid, [rows * cols, c, h, w], Some(cols))?;
+        println!("wrote the trajectory of {rows} samples over {} steps to {}", cols - 1, path.display());
+    }
     let n = samples.shape[0];
     let secs = samples.total_time.as_secs_f64();
     println!(

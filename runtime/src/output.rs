@@ -155,8 +155,13 @@ pub fn grid(data: &[f32], shape: [usize; 4], cols: Option<usize>) -> (Vec<f32>, 
 
 /// Writes [N, C, H, W] samples in [-1, 1] as one PNG grid.
 pub fn write_png_grid(path: impl AsRef<Path>, data: &[f32], shape: [usize; 4]) -> Result<()> {
+    write_png_grid_cols(path, data, shape, None)
+}
+
+/// The same with a given number of columns (row-major).
+pub fn write_png_grid_cols(path: impl AsRef<Path>, data: &[f32], shape: [usize; 4], cols: Option<usize>) -> Result<()> {
     check_png_channels(shape[1])?;
-    let (g, gh, gw) = grid(data, shape, None);
+    let (g, gh, gw) = grid(data, shape, cols);
     write_atomically(path, |w| encode_png(w, &g, shape[1], gh, gw))
 }
 

@@ -145,6 +145,11 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
         self
     }
 
+    /// The number of steps of the chain this run will take.
+    pub fn steps_planned(&self) -> Result<usize> {
+        Ok(sampler::build(&self.config, &self.options)?.timesteps().len())
+    }
+
     /// The number of model evaluations the run will make.
     pub fn evaluations(&self) -> Result<usize> {
         let steps = sampler::build(&self.config, &self.options)?.timesteps().len();

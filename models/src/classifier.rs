@@ -6,8 +6,9 @@ use crate::error::Result;
 use crate::ops::Backend;
 use crate::unet::{conv, linear};
 
-/// Widths of the convolution stack; the last one is the feature dimension.
-pub const WIDTHS: [usize; 3] = [32, 64, 128];
+/// Widths of the two convolution levels.
+pub const WIDTHS: [usize; 2] = [32, 64];
+/// The feature dimension (the hidden layer before the logits).
 pub const FEATURES: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,10 +18,10 @@ pub struct DigitClassifier {
 }
 
 impl DigitClassifier {
-    /// (logits [B, classes], features [B, 128]) of images [B, C, H, W] in [-1, 1].
+    /// (logits [B, classes], features [B, 128]) of images [B, C, 28, 28] in [-1, 1].
     pub fn forward<B: Backend>(&self, b: &mut B, x: &B::Tensor) -> Result<(B::Tensor, B::Tensor)> {
-        // 1. 28x28 -> 14x14 -> 7x7, two 3x3 convolutions a level, SiLU
-        let [w0, w1, w2] = WIDTHS;
+        // 1. 28x28 -> 14x14 -> 7x7: a 3x3 convolution and a strided one a level, SiLU
+        let [w0, w1] = WIDTHS;
         let h = conv(b, x, "conv1", self.in_channels, w0, 3, 1, 1)?;
         let h = b.silu(&h)?;
         let h = conv(b, &h, "down1", w0, w0, 3, 2, 1)?;
@@ -29,11 +30,12 @@ impl DigitClassifier {
         let h = b.silu(&h)?;
         let h = conv(b, &h, "down2", w1, w1, 3, 2, 1)?;
         let h = b.silu(&h)?;
-        let h = conv(b, &h, "conv3", w1, w2, 3, 1, 1)?;
-        let h = b.silu(&h)?;
-        // 2. global average pool: the features; a linear layer: the logits
-        let features = b.mean_spatial(&h)?;
-        let logits = linear(b, &features, "fc", FEATURES, self.classes)?;
+        // 2. the 7x7 map keeps the layout a digit is made of: flatten, a hidden layer (the
+        // features), the logits
+        let h = b.flatten(&h)?;
+        let features = linear(b, &h, "fc1", w1 * 7 * 7, FEATURES)?;
+        let features = b.silu(&features)?;
+        let logits = linear(b, &features, "fc2", FEATURES, self.classes)?;
         Ok((logits, features))
     }
 

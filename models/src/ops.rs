@@ -43,8 +43,8 @@ pub trait Backend {
     fn timestep_embedding(&mut self, t: &Self::Tensor, dim: usize, flip_sin_to_cos: bool, freq_shift: f64) -> Result<Self::Tensor>;
     /// Rows of `table` [num, dim] picked by integer `ids` [B] -> [B, dim].
     fn embedding(&mut self, ids: &Self::Tensor, table: &Self::Tensor) -> Result<Self::Tensor>;
-    /// Mean over height and width: [B, C, H, W] -> [B, C].
-    fn mean_spatial(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// [B, C, H, W] -> [B, C*H*W].
+    fn flatten(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
 }
 
 /// The frequencies of diffusers' sinusoidal timestep embedding, computed in float32 as

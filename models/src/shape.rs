@@ -96,8 +96,8 @@ impl Backend for ShapeBackend {
     fn embedding(&mut self, ids: &Vec<usize>, table: &Vec<usize>) -> Result<Vec<usize>> {
         Ok(vec![ids[0], table[1]])
     }
-    fn mean_spatial(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
-        Ok(vec![x[0], x[1]])
+    fn flatten(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
+        Ok(vec![x[0], x[1..].iter().product()])
     }
 }
 

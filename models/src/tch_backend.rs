@@ -144,8 +144,8 @@ impl Backend for TchBackend {
         let emb = if flip_sin_to_cos { Tensor::f_cat(&[&cos, &sin], 1)? } else { Tensor::f_cat(&[&sin, &cos], 1)? };
         Ok(TchTensor(if dim % 2 == 1 { emb.f_constant_pad_nd([0, 1])? } else { emb }))
     }
-    fn mean_spatial(&mut self, x: &TchTensor) -> Result<TchTensor> {
-        Ok(TchTensor(x.f_mean_dim(&[2i64, 3][..], false, Kind::Float)?))
+    fn flatten(&mut self, x: &TchTensor) -> Result<TchTensor> {
+        Ok(TchTensor(x.f_flatten(1, -1)?))
     }
     fn embedding(&mut self, ids: &TchTensor, table: &TchTensor) -> Result<TchTensor> {
         Ok(TchTensor(Tensor::f_embedding(table, &ids.f_to_kind(Kind::Int64)?, -1, false, false)?))

@@ -323,9 +323,8 @@ impl Backend for Recorder<'_> {
         Ok(self.to_graph_float(&emb))
     }
 
-    fn mean_spatial(&mut self, x: &String) -> Result<String> {
-        let pooled = self.node("GlobalAveragePool", &[x], vec![]);
-        Ok(self.node("Flatten", &[&pooled], vec![attr_int("axis", 1)]))
+    fn flatten(&mut self, x: &String) -> Result<String> {
+        Ok(self.node("Flatten", &[x], vec![attr_int("axis", 1)]))
     }
 
     fn embedding(&mut self, ids: &String, table: &String) -> Result<String> {

@@ -224,3 +224,18 @@ fn bad_checkpoints_exit_2_with_one_line_and_write_nothing() {
     std::fs::write(d.join("scheduler/scheduler_config.json"), r#"{"beta_schedule": "linear", "betas_end": 0.02}"#).unwrap();
     bad(&d, "betas_end");
 }
+
+/// The shipped default model: its .onnx reproduces its unet/ checkpoint through libtorch.
+#[test]
+fn the_shipped_onnx_matches_the_shipped_checkpoint() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/pretrained/digits");
+    if !dir.join("digits.onnx").is_file() {
+        eprintln!("no default model shipped yet: nothing to compare");
+        return;
+    }
+    let ckpt = UNetCheckpoint::load(&dir.join("unet")).unwrap();
+    let bytes = std::fs::read(dir.join("digits.onnx")).unwrap();
+    let err = ddpm_exporter::export::verify(&bytes, &ckpt, 1000).unwrap();
+    eprintln!("shipped digits.onnx vs unet/ through libtorch: relative error {err:.2e}");
+    assert!(err <= 1e-4, "{err}");
+}

@@ -79,6 +79,11 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         println!("mean confidence {c:.4}");
         println!("class entropy {e:.4} nats (uniform over 10 classes: {:.4})", 10f64.ln());
     }
+    if let Some(pred) = &r.predicted {
+        let k = pred.iter().max().map_or(0, |m| m + 1);
+        let hist: Vec<String> = (0..k).map(|c| format!("{c}:{}", pred.iter().filter(|&&p| p == c).count())).collect();
+        println!("predicted classes {}", hist.join(" "));
+    }
     Ok(())
 }
 

@@ -241,3 +241,25 @@ fn eval_rejects_mismatched_shapes_with_exit_2() {
     let o = runtime_eval(&["--samples", &test, "--real", &p(d.path(), "missing.npy")]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// With no --model, the built-in digits model; --class-label steers what the built-in
+/// classifier sees.
+#[cfg(default_model)]
+#[test]
+fn sample_without_a_model_uses_the_default_one_and_labels_steer_it() {
+    let d = tmp();
+    let out = p(d.path(), "default.png");
+    let stdout = ok(&["--n", "4", "--steps", "10", "--out", &out]);
+    assert!(stdout.contains("wrote 4 samples"), "{stdout}");
+    let mut ex = ddpm_runtime::eval::FeatureExtractor::from_memory(ddpm_runtime::pretrained::DIGIT_CLASSIFIER, "classifier").unwrap();
+    for label in [1usize, 7] {
+        let npy = p(d.path(), &format!("l{label}.npy"));
+        ok(&["--n", "10", "--steps", "20", "--class-label", &label.to_string(), "--seed", "3", "--out", &npy]);
+        let (data, shape) = read_npy(&npy).unwrap();
+        assert_eq!(shape, vec![10, 1, 28, 28]);
+        let (_, logits) = ex.features(&data, 10).unwrap();
+        let (_, _, pred) = ddpm_runtime::eval::class_stats(&logits.unwrap(), 10);
+        let hits = pred.iter().filter(|&&p| p == label).count();
+        assert!(hits >= 8, "label {label}: the classifier sees {pred:?}");
+    }
+}

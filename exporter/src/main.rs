@@ -1,6 +1,5 @@
 //! `exporter`: turn a checkpoint into one self-describing, verified `.onnx` file.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -82,35 +81,11 @@ fn run(cli: Cli) -> Result<(), ExportError> {
 }
 
 fn main() -> ExitCode {
-    // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`).
-    // SAFETY: setting a signal disposition to its default at start-up, before any thread.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-    let cli = match Cli::try_parse() {
+    let cli = match ddpm_runtime::cli::parse::<Cli>() {
         Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.render().to_string();
-            let line: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:"))
-                .collect();
-            eprintln!("{}", line.join(" "));
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
-        .init();
+    ddpm_runtime::cli::init_logging("warn", false);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

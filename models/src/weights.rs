@@ -128,21 +128,7 @@ impl UNetCheckpoint {
 
 /// Writes float32 weights as a safetensors file (atomically).
 pub fn write_safetensors(path: &Path, weights: &Weights) -> Result<()> {
-    {
-        let raw: Vec<(String, Vec<u8>, Vec<usize>)> = weights
-            .iter()
-            .map(|(n, w)| (n.clone(), w.data.iter().flat_map(|v| v.to_le_bytes()).collect(), w.shape.clone()))
-            .collect();
-        let views = raw
-            .iter()
-            .map(|(n, b, s)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Backend(format!("safetensors: {e}")))?;
-        let mut meta = std::collections::HashMap::new();
-        meta.insert("format".to_string(), "pt".to_string());
-        let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| Error::Backend(format!("safetensors: {e}")))?;
-        write_atomically(path, &bytes)
-    }
+    write_atomically(path, &serialize(weights, false)?)
 }
 
 /// Writes `dir/config.json` and the weights in float16 (atomically).
@@ -150,19 +136,32 @@ pub fn save_unet_f16(dir: &Path, config: &UNetConfig, weights: &Weights) -> Resu
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let text = serde_json::to_string_pretty(&config.to_json()).map_err(|e| Error::Backend(e.to_string()))?;
     write_atomically(&dir.join(CONFIG_FILE), text.as_bytes())?;
+    write_atomically(&dir.join(WEIGHTS_FILE), &serialize(weights, true)?)
+}
+
+/// The safetensors bytes of `weights`, in float16 or float32.
+fn serialize(weights: &Weights, f16: bool) -> Result<Vec<u8>> {
     let raw: Vec<(String, Vec<u8>, Vec<usize>)> = weights
         .iter()
-        .map(|(n, w)| (n.clone(), w.data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(), w.shape.clone()))
+        .map(|(n, w)| {
+            let bytes = if f16 {
+                w.data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()
+            } else {
+                w.data.iter().flat_map(|v| v.to_le_bytes()).collect()
+            };
+            (n.clone(), bytes, w.shape.clone())
+        })
         .collect();
+    let dtype = if f16 { Dtype::F16 } else { Dtype::F32 };
     let views = raw
         .iter()
-        .map(|(n, b, s)| TensorView::new(Dtype::F16, s.clone(), b).map(|v| (n.clone(), v)))
+        .map(|(n, b, s)| TensorView::new(dtype, s.clone(), b).map(|v| (n.clone(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Backend(format!("safetensors: {e}")))?;
+    // diffusers checks this key to accept the file as PyTorch weights.
     let mut meta = std::collections::HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
-    let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| Error::Backend(format!("safetensors: {e}")))?;
-    write_atomically(&dir.join(WEIGHTS_FILE), &bytes)
+    safetensors::tensor::serialize(views, Some(meta)).map_err(|e| Error::Backend(format!("safetensors: {e}")))
 }
 
 /// Reads every tensor of a safetensors file as float32, with no config to check against.

@@ -17,6 +17,8 @@
 //! ```
 #![warn(clippy::unwrap_used)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 pub mod denoiser;
 pub mod error;

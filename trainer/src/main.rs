@@ -1,6 +1,5 @@
 //! `trainer fit`: learn eps_theta on a folder of images, MNIST IDX files or CIFAR-10.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -261,34 +260,11 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
 }
 
 fn main() -> ExitCode {
-    // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`).
-    // SAFETY: setting a signal disposition to its default at start-up, before any thread.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-    let cli = match Cli::try_parse() {
+    let cli = match ddpm_runtime::cli::parse::<Cli>() {
         Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.render().to_string();
-            let line: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:"))
-                .collect();
-            eprintln!("{}", line.join(" "));
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
-        .init();
+    ddpm_runtime::cli::init_logging("info", true);
     let result = match cli.command {
         Command::Fit(a) => run_fit(*a),
         Command::Classifier { data, eval_data, out, epochs, seed, threads } => run_classifier(data, eval_data, out, epochs, seed, threads),

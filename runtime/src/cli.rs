@@ -1,0 +1,48 @@
+//! Plumbing shared by the project's three command-line tools (runtime, exporter, trainer):
+//! one-line usage errors with exit 2, logging to stderr, a quiet end on a closed pipe.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+/// Parses the command line; on bad usage prints one line and returns exit code 2 (0 for
+/// --help and --version, which clap prints in full).
+pub fn parse<P: clap::Parser>() -> Result<P, ExitCode> {
+    // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`).
+    // SAFETY: setting a signal disposition to its default at start-up, before any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    match P::try_parse() {
+        Ok(p) => Ok(p),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let line: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:"))
+                .collect();
+            eprintln!("{}", line.join(" "));
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Logs to stderr at `default_level` unless RUST_LOG says otherwise; colours only on a
+/// terminal; timestamps only when `with_time`.
+pub fn init_logging(default_level: &str, with_time: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter);
+    if with_time {
+        builder.init();
+    } else {
+        builder.without_time().init();
+    }
+}

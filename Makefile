@@ -13,17 +13,24 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 # first on PATH) and the binaries record torch/lib as an rpath.
 ORT_DYLIB = $$(ls "$$(scripts/setup-env.sh)"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
 ENV = DDPM_RS_ORT_DYLIB="$(ORT_DYLIB)" LIBTORCH_USE_PYTORCH=1 PATH="$$(scripts/setup-env.sh)/bin:$$PATH"
+# The OpenVINO build of ONNX Runtime (for --precision bf16) is a set-up option:
+# `make setup-openvino`. The tests and benches install it; build.rs finds it in the cache
+# folder and records its path in the runtime.
 
-.PHONY: help setup build test bench fixtures demo
+.PHONY: help setup setup-openvino build test bench fixtures demo
 help:
 	@echo "make demo      set up and build (first run only), draw 64 digits: samples.png, trajectory.png"
 	@echo "make test      set up (first run only), build, run every test"
 	@echo "make build     build the CLIs into ./bin (runtime, exporter, trainer)"
-	@echo "make bench     criterion benches (see BENCHMARKS.md)"
+	@echo "make bench     criterion benches and the comparison with PyTorch (see BENCHMARKS.md)"
+	@echo "make setup-openvino  install the OpenVINO build of ONNX Runtime (for --precision bf16)"
 	@echo "make fixtures  regenerate the test fixtures with diffusers (needs PyPI)"
 
 setup:
 	@scripts/setup-env.sh >/dev/null
+
+setup-openvino: setup
+	@scripts/setup-env.sh --openvino >/dev/null
 
 build: setup
 	$(ENV) cargo build --release --locked -p ddpm-runtime -p ddpm-exporter -p ddpm-trainer --bins
@@ -36,10 +43,10 @@ demo: build
 	@echo "samples:    $(CURDIR)/samples.png"
 	@echo "trajectory: $(CURDIR)/trajectory.png"
 
-test: setup
+test: setup-openvino
 	$(ENV) cargo test --locked --workspace
 
-bench: setup
+bench: setup-openvino
 	$(ENV) cargo bench --locked -p ddpm-benches
 
 fixtures: setup

@@ -36,6 +36,25 @@ fn find_in_cache(cache: &Path) -> Option<PathBuf> {
     found.pop()
 }
 
+/// The OpenVINO build of ONNX Runtime that `scripts/setup-env.sh --openvino` installs.
+fn find_openvino_in_cache(cache: &Path) -> Option<PathBuf> {
+    let mut found = Vec::new();
+    for dir in std::fs::read_dir(cache).ok()?.flatten() {
+        if !dir.file_name().to_string_lossy().starts_with("ort-openvino-") || !dir.path().join(".complete").exists() {
+            continue;
+        }
+        let capi = dir.path().join("onnxruntime/capi");
+        let Ok(files) = std::fs::read_dir(&capi) else { continue };
+        for f in files.flatten() {
+            if f.file_name().to_string_lossy().starts_with("libonnxruntime.so.") {
+                found.push(f.path());
+            }
+        }
+    }
+    found.sort();
+    found.pop()
+}
+
 fn main() {
     // The default model is embedded when the project ships one (models/pretrained/digits).
     println!("cargo:rustc-check-cfg=cfg(default_model)");
@@ -54,5 +73,18 @@ fn main() {
         .or_else(|| cache_dir().and_then(|c| find_in_cache(&c)));
     if let Some(path) = recorded {
         println!("cargo:rustc-env=DDPM_RS_ORT_DYLIB_RECORDED={}", path.display());
+    }
+    println!("cargo:rerun-if-env-changed=DDPM_RS_ORT_OPENVINO_DYLIB");
+    if let Some(cache) = cache_dir().filter(|c| c.is_dir()) {
+        // Re-run when the set-up adds something to the cache folder (the OpenVINO build).
+        println!("cargo:rerun-if-changed={}", cache.display());
+    }
+    let openvino = std::env::var("DDPM_RS_ORT_OPENVINO_DYLIB")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| cache_dir().and_then(|c| find_openvino_in_cache(&c)));
+    if let Some(path) = openvino {
+        println!("cargo:rustc-env=DDPM_RS_ORT_OPENVINO_DYLIB_RECORDED={}", path.display());
     }
 }

@@ -34,6 +34,30 @@ impl ModelShape {
 pub trait Denoiser {
     fn shape(&self) -> ModelShape;
     fn predict(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>) -> Result<Vec<f32>>;
+
+    /// [`Denoiser::predict`] into a buffer of `batch * out_channels * H * W` values that the
+    /// caller reuses across steps. The default calls `predict` and copies; backends that can
+    /// write in place (the ONNX Runtime one) override it, so that a chain allocates nothing
+    /// per step.
+    fn predict_into(
+        &mut self,
+        sample: &[f32],
+        batch: usize,
+        t: i64,
+        class_labels: Option<&[i64]>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let v = self.predict(sample, batch, t, class_labels)?;
+        if v.len() != out.len() {
+            return Err(crate::error::Error::Shape {
+                name: "model output".into(),
+                found: format!("{} values", v.len()),
+                expected: format!("{} values", out.len()),
+            });
+        }
+        out.copy_from_slice(&v);
+        Ok(())
+    }
 }
 
 impl<D: Denoiser + ?Sized> Denoiser for &mut D {
@@ -43,6 +67,16 @@ impl<D: Denoiser + ?Sized> Denoiser for &mut D {
     fn predict(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>) -> Result<Vec<f32>> {
         (**self).predict(sample, batch, t, class_labels)
     }
+    fn predict_into(
+        &mut self,
+        sample: &[f32],
+        batch: usize,
+        t: i64,
+        class_labels: Option<&[i64]>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        (**self).predict_into(sample, batch, t, class_labels, out)
+    }
 }
 
 impl<D: Denoiser + ?Sized> Denoiser for Box<D> {
@@ -51,6 +85,16 @@ impl<D: Denoiser + ?Sized> Denoiser for Box<D> {
     }
     fn predict(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>) -> Result<Vec<f32>> {
         (**self).predict(sample, batch, t, class_labels)
+    }
+    fn predict_into(
+        &mut self,
+        sample: &[f32],
+        batch: usize,
+        t: i64,
+        class_labels: Option<&[i64]>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        (**self).predict_into(sample, batch, t, class_labels, out)
     }
 }
 
@@ -72,12 +116,25 @@ impl Denoiser for GaussianDenoiser {
     fn shape(&self) -> ModelShape {
         self.shape
     }
-    fn predict(&mut self, sample: &[f32], _batch: usize, t: i64, _labels: Option<&[i64]>) -> Result<Vec<f32>> {
+    fn predict(&mut self, sample: &[f32], batch: usize, t: i64, labels: Option<&[i64]>) -> Result<Vec<f32>> {
+        let mut out = vec![0.0; sample.len()];
+        self.predict_into(sample, batch, t, labels, &mut out)?;
+        Ok(out)
+    }
+    fn predict_into(&mut self, sample: &[f32], _batch: usize, t: i64, _labels: Option<&[i64]>, out: &mut [f32]) -> Result<()> {
         self.schedule.check_timestep(t)?;
+        if out.len() != sample.len() {
+            return Err(crate::error::Error::Shape {
+                name: "model output".into(),
+                found: format!("{} values", out.len()),
+                expected: format!("{} values", sample.len()),
+            });
+        }
         let ab = self.schedule.alpha_bar(t);
         let s = (1.0 - ab).sqrt();
         let var = ab * self.std * self.std + 1.0 - ab;
         let shift = ab.sqrt() * self.mean;
-        Ok(sample.iter().map(|&x| (s * (x as f64 - shift) / var) as f32).collect())
+        out.iter_mut().zip(sample).for_each(|(o, &x)| *o = (s * (x as f64 - shift) / var) as f32);
+        Ok(())
     }
 }

@@ -41,7 +41,7 @@ pub use config::{BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing,
 pub use denoiser::{Denoiser, GaussianDenoiser, ModelShape};
 pub use error::{Error, Result};
 #[cfg(feature = "onnx")]
-pub use onnx::{ExecutionProvider, OnnxDenoiser};
+pub use onnx::{ExecutionProvider, OnnxDenoiser, Precision};
 pub use pipeline::{ClassLabels, Pipeline, Progress, Samples};
 pub use sampler::{Sampler, SamplerKind, SamplerOptions};
 pub use schedule::Schedule;

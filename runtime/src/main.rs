@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ddpm_runtime::output::{read_npy, OutputKind};
-use ddpm_runtime::{ClassLabels, Denoiser, ExecutionProvider, OnnxDenoiser, Pipeline, SamplerKind, TimestepSpacing};
+use ddpm_runtime::{ClassLabels, Denoiser, ExecutionProvider, OnnxDenoiser, Pipeline, Precision, SamplerKind, TimestepSpacing};
 
 #[derive(Parser)]
 #[command(name = "runtime", version, about = "Sample from a DDPM U-Net exported to ONNX (DDPM, DDIM, DPM-Solver++)")]
@@ -118,6 +118,17 @@ enum PrecisionArg {
     Int8,
 }
 
+impl PrecisionArg {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Bf16 => "bf16",
+            Self::Fp16 => "fp16",
+            Self::Int8 => "int8",
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct SampleArgs {
     /// The .onnx model (inputs sample, timestep[, class_labels]; output noise_pred).
@@ -148,11 +159,20 @@ struct SampleArgs {
     /// Class of every sample (class-conditional models); uniform over classes without it.
     #[arg(long)]
     class_label: Option<i64>,
-    /// Execution provider.
-    #[arg(long, value_enum, default_value = "cpu")]
-    ep: EpArg,
+    /// Execution provider [default: cpu; openvino for --precision bf16].
+    #[arg(long, value_enum)]
+    ep: Option<EpArg>,
+    /// Arithmetic of the model: fp32 (exact), or bf16 (OpenVINO execution provider, needs
+    /// the set-up option `scripts/setup-env.sh --openvino`).
     #[arg(long, value_enum, default_value = "fp32")]
     precision: PrecisionArg,
+    /// Keep the optimized model in this folder for faster next starts
+    /// [default: $DDPM_RS_CACHE/models, or ~/.cache/ddpm-rs/models].
+    #[arg(long, value_name = "DIR")]
+    model_cache: Option<PathBuf>,
+    /// Do not read or write the optimized-model cache.
+    #[arg(long, conflicts_with = "model_cache")]
+    no_model_cache: bool,
     /// Intra-op threads [default: physical cores].
     #[arg(long)]
     threads: Option<usize>,
@@ -192,23 +212,31 @@ fn bad(msg: impl Into<String>) -> anyhow::Error {
 
 fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    if args.precision != PrecisionArg::Fp32 {
-        return Err(bad("--precision: only fp32 is available in this build"));
-    }
+    let precision: Precision = args.precision.name().parse()?;
     let out = OutputKind::from_path(&args.out)?;
     out.check_writable()?;
     if let Some(t) = &args.trajectory {
         OutputKind::from_path(&t.to_string_lossy())?.check_writable()?;
     }
-    let ep = match args.ep {
-        EpArg::Cpu => ExecutionProvider::Cpu,
-        EpArg::Cuda => ExecutionProvider::Cuda,
-        EpArg::Tensorrt => ExecutionProvider::TensorRt,
-        EpArg::Openvino => ExecutionProvider::OpenVino,
-    };
-    let mut builder = OnnxDenoiser::builder().execution_provider(ep);
+    let mut builder = OnnxDenoiser::builder().precision(precision);
+    if let Some(ep) = args.ep {
+        builder = builder.execution_provider(match ep {
+            EpArg::Cpu => ExecutionProvider::Cpu,
+            EpArg::Cuda => ExecutionProvider::Cuda,
+            EpArg::Tensorrt => ExecutionProvider::TensorRt,
+            EpArg::Openvino => ExecutionProvider::OpenVino,
+        });
+    }
     if let Some(t) = args.threads {
         builder = builder.intra_threads(t);
+    }
+    if !args.no_model_cache {
+        builder = builder.cache_dir(args.model_cache.clone().unwrap_or_else(|| ddpm_runtime::sys::cache_dir().join("models")));
+    }
+    // The session for the run's batch size is prepared while loading.
+    let n_hint = args.n.unwrap_or(16);
+    if args.noise.is_none() {
+        builder = builder.batch_size(args.batch_size.min(n_hint).max(1));
     }
     let mut model = match &args.model {
         Some(path) => builder.from_file(path)?,

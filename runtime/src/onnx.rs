@@ -3,12 +3,13 @@
 //! `unet_config` and `scheduler_config`), loaded through ort's `load-dynamic`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::Session;
-use ort::value::{Tensor, TensorElementType, ValueType};
+use ort::memory::Allocator;
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionInputValue};
+use ort::value::{Tensor, TensorElementType, TensorRef, ValueType};
 use serde_json::Value;
 
 use crate::config::SchedulerConfig;
@@ -18,15 +19,50 @@ use crate::error::{Error, Result};
 /// The library path recorded at build time (see build.rs).
 const RECORDED_DYLIB: Option<&str> = option_env!("DDPM_RS_ORT_DYLIB_RECORDED");
 
-static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
+/// The OpenVINO build of ONNX Runtime that the set-up can install
+/// (`scripts/setup-env.sh --openvino`), recorded at build time (see build.rs).
+const RECORDED_OPENVINO_DYLIB: Option<&str> = option_env!("DDPM_RS_ORT_OPENVINO_DYLIB_RECORDED");
+
+/// Which ONNX Runtime library a model needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Library {
+    /// The default build (the `onnxruntime` wheel; CPU, or CUDA/TensorRT with onnxruntime-gpu).
+    Default,
+    /// The build with the OpenVINO execution provider (the `onnxruntime-openvino` wheel).
+    OpenVino,
+}
+
+struct Loaded {
+    env: Environment,
+    path: PathBuf,
+    library: Library,
+}
+
+static ENVIRONMENT: Mutex<Option<Loaded>> = Mutex::new(None);
 
 /// Loads ONNX Runtime once per process: from `explicit` when given (and only from there),
-/// else from `ORT_DYLIB_PATH`, else from the path the set-up recorded at build time, else
-/// from the system's library path. The error lists every attempt.
+/// else from `ORT_DYLIB_PATH`, else from the path the set-up recorded at build time (the
+/// OpenVINO build for [`Library::OpenVino`]), else from the system's library path. The
+/// error lists every attempt. A process holds one library: asking for the other one after
+/// the first load is an error.
 pub fn environment(explicit: Option<&Path>) -> Result<Environment> {
+    environment_for(explicit, Library::Default)
+}
+
+fn environment_for(explicit: Option<&Path>, library: Library) -> Result<Environment> {
     let mut guard = ENVIRONMENT.lock().map_err(|_| Error::OrtLoad("a previous attempt panicked".into()))?;
-    if let Some(env) = guard.as_ref() {
-        return Ok(env.clone());
+    if let Some(loaded) = guard.as_ref() {
+        // The OpenVINO build also has the default build's CPU provider.
+        let wrong_build = loaded.library == Library::Default && library == Library::OpenVino;
+        let explicit_differs = explicit.is_some_and(|p| p != loaded.path);
+        if wrong_build && explicit.is_none() || explicit_differs {
+            return Err(Error::InvalidArgument(format!(
+                "this process already loaded ONNX Runtime from {} ({:?} build); one process holds one library",
+                loaded.path.display(),
+                loaded.library
+            )));
+        }
+        return Ok(loaded.env.clone());
     }
     let candidates: Vec<(String, PathBuf)> = match explicit {
         Some(p) => vec![("explicit path".into(), p.to_path_buf())],
@@ -35,10 +71,19 @@ pub fn environment(explicit: Option<&Path>) -> Result<Environment> {
             if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
                 c.push(("ORT_DYLIB_PATH".into(), PathBuf::from(p)));
             }
-            if let Some(p) = RECORDED_DYLIB {
-                c.push(("path recorded by the set-up".into(), PathBuf::from(p)));
+            match library {
+                Library::Default => {
+                    if let Some(p) = RECORDED_DYLIB {
+                        c.push(("path recorded by the set-up".into(), PathBuf::from(p)));
+                    }
+                    c.push(("system library path".into(), PathBuf::from("libonnxruntime.so")));
+                }
+                Library::OpenVino => {
+                    if let Some(p) = RECORDED_OPENVINO_DYLIB {
+                        c.push(("OpenVINO build recorded by the set-up".into(), PathBuf::from(p)));
+                    }
+                }
             }
-            c.push(("system library path".into(), PathBuf::from("libonnxruntime.so")));
             c
         }
     };
@@ -52,16 +97,22 @@ pub fn environment(explicit: Option<&Path>) -> Result<Environment> {
             Ok(builder) => {
                 let env = builder.with_name("ddpm-rs").build()?;
                 tracing::debug!("ONNX Runtime loaded from {} ({source})", path.display());
-                *guard = Some(env.clone());
+                *guard = Some(Loaded { env: env.clone(), path, library });
                 return Ok(env);
             }
             Err(e) => tried.push(format!("{} ({source}): {e}", path.display())),
         }
     }
-    Err(Error::OrtLoad(format!(
-        "{}; run `make build` (or scripts/setup-env.sh) to install it, or set ORT_DYLIB_PATH",
-        tried.join("; ")
-    )))
+    let hint = match library {
+        Library::Default => "run `make build` (or scripts/setup-env.sh) to install it, or set ORT_DYLIB_PATH",
+        Library::OpenVino => {
+            "the OpenVINO build of ONNX Runtime is a set-up option: run `scripts/setup-env.sh --openvino` (or `make setup-openvino`) and rebuild, or set ORT_DYLIB_PATH to its libonnxruntime.so"
+        }
+    };
+    if tried.is_empty() {
+        tried.push("nothing".into());
+    }
+    Err(Error::OrtLoad(format!("{}; {hint}", tried.join("; "))))
 }
 
 /// Where the model runs.
@@ -70,6 +121,8 @@ pub enum ExecutionProvider {
     Cpu,
     Cuda,
     TensorRt,
+    /// ONNX Runtime's OpenVINO execution provider on the CPU (needs the OpenVINO build of
+    /// ONNX Runtime, see [`Library::OpenVino`]).
     OpenVino,
 }
 
@@ -88,6 +141,41 @@ impl std::str::FromStr for ExecutionProvider {
     }
 }
 
+/// The arithmetic a model runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// float32 everywhere: the reference.
+    #[default]
+    Fp32,
+    /// Convolutions and matrix products in bfloat16 (AVX512-BF16 / AMX), through the OpenVINO
+    /// execution provider's inference precision hint; inputs, outputs and the sampler stay
+    /// float32.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fp32" => Ok(Self::Fp32),
+            "bf16" => Ok(Self::Bf16),
+            "fp16" | "int8" => Err(Error::InvalidArgument(format!(
+                "precision {s}: not available on the CPU in this release (measured and not shipped, see BENCHMARKS.md); expected fp32 or bf16"
+            ))),
+            other => Err(Error::InvalidArgument(format!("precision: found \"{other}\", expected fp32 or bf16"))),
+        }
+    }
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
 impl ExecutionProvider {
     pub fn name(self) -> &'static str {
         match self {
@@ -98,11 +186,54 @@ impl ExecutionProvider {
         }
     }
 
+    fn library(self) -> Library {
+        match self {
+            Self::OpenVino => Library::OpenVino,
+            _ => Library::Default,
+        }
+    }
+
     /// Registers this provider on a session builder; an error if it is not there.
-    fn register(self, builder: ort::session::builder::SessionBuilder) -> Result<ort::session::builder::SessionBuilder> {
+    fn register(
+        self,
+        builder: ort::session::builder::SessionBuilder,
+        options: &LoadOptions,
+    ) -> Result<ort::session::builder::SessionBuilder> {
         let unavailable = |msg: &str| Error::ExecutionProvider { ep: self.name().into(), msg: msg.into() };
+        if options.precision != Precision::Fp32 && self != Self::OpenVino {
+            return Err(unavailable(&format!(
+                "precision {} runs on the openvino execution provider only",
+                options.precision.name()
+            )));
+        }
         match self {
             Self::Cpu => Ok(builder),
+            #[cfg(feature = "openvino")]
+            Self::OpenVino => {
+                use ort::ep::{ArbitrarilyConfigurableExecutionProvider as _, ExecutionProvider as _};
+                if !ort::ep::OpenVINO::is_available()? {
+                    return Err(unavailable("the loaded ONNX Runtime library has no OpenVINO support"));
+                }
+                let hint = match options.precision {
+                    Precision::Fp32 => "f32",
+                    Precision::Bf16 => "bf16",
+                };
+                let mut ep = ort::ep::OpenVINO::default()
+                    .with_device_type("CPU")
+                    .with_num_threads(options.threads)
+                    .with_arbitrary_config("load_config", format!("{{\"CPU\":{{\"INFERENCE_PRECISION_HINT\":\"{hint}\"}}}}"));
+                if let Some(dir) = &options.cache_dir {
+                    let dir = dir.join("openvino");
+                    if std::fs::create_dir_all(&dir).is_ok() {
+                        ep = ep.with_cache_dir(dir.display());
+                    }
+                }
+                // No silent fall-back to ONNX Runtime's own CPU kernels.
+                let builder = builder.with_disable_cpu_fallback().map_err(ort::Error::from)?;
+                Ok(builder.with_execution_providers([ep.build().error_on_failure()]).map_err(|e| unavailable(&e.to_string()))?)
+            }
+            #[cfg(not(feature = "openvino"))]
+            Self::OpenVino => Err(unavailable("this build has no OpenVINO support (build ddpm-runtime with --features openvino)")),
             #[cfg(feature = "cuda")]
             Self::Cuda => {
                 use ort::ep::ExecutionProvider as _;
@@ -119,9 +250,14 @@ impl ExecutionProvider {
                 if !ort::ep::TensorRT::is_available()? {
                     return Err(unavailable("the loaded ONNX Runtime library has no TensorRT support (install onnxruntime-gpu)"));
                 }
-                Ok(builder
-                    .with_execution_providers([ort::ep::TensorRT::default().build().error_on_failure()])
-                    .map_err(|e| unavailable(&e.to_string()))?)
+                let mut ep = ort::ep::TensorRT::default();
+                if let Some(dir) = &options.cache_dir {
+                    let dir = dir.join("tensorrt");
+                    if std::fs::create_dir_all(&dir).is_ok() {
+                        ep = ep.with_engine_cache(true).with_engine_cache_path(dir.display());
+                    }
+                }
+                Ok(builder.with_execution_providers([ep.build().error_on_failure()]).map_err(|e| unavailable(&e.to_string()))?)
             }
             #[cfg(not(feature = "cuda"))]
             Self::Cuda => Err(unavailable("this build has no CUDA support (build ddpm-runtime with --features cuda)")),
@@ -129,7 +265,6 @@ impl ExecutionProvider {
             Self::TensorRt => {
                 Err(unavailable("this build has no TensorRT support (build ddpm-runtime with --features tensorrt)"))
             }
-            Self::OpenVino => Err(unavailable("this build has no OpenVINO support")),
         }
     }
 }
@@ -142,12 +277,26 @@ enum TimestepInput {
     Float32 { scalar: bool, single: bool },
 }
 
+/// What the session options are made of (kept to build one session per batch size).
+#[derive(Debug, Clone)]
+struct LoadOptions {
+    threads: usize,
+    precision: Precision,
+    cache_dir: Option<PathBuf>,
+    static_shapes: bool,
+}
+
 /// Options for loading a model; see [`OnnxDenoiser::builder`].
 #[derive(Debug, Clone)]
 pub struct OnnxDenoiserBuilder {
     dylib: Option<PathBuf>,
     providers: Vec<ExecutionProvider>,
+    providers_given: bool,
     intra_threads: Option<usize>,
+    precision: Precision,
+    cache_dir: Option<PathBuf>,
+    static_shapes: bool,
+    batch_size: Option<usize>,
 }
 
 pub use crate::sys::physical_cores;
@@ -158,14 +307,17 @@ impl OnnxDenoiserBuilder {
         self.dylib = Some(path.into());
         self
     }
-    /// The execution provider (default: CPU). An unavailable provider is an error.
+    /// The execution provider (default: CPU, or OpenVINO for a reduced precision). An
+    /// unavailable provider is an error.
     pub fn execution_provider(mut self, ep: ExecutionProvider) -> Self {
         self.providers = vec![ep];
+        self.providers_given = true;
         self
     }
     /// Providers tried in order; the first that registers is used (an explicit fallback list).
     pub fn execution_providers_with_fallback(mut self, eps: Vec<ExecutionProvider>) -> Self {
         self.providers = eps;
+        self.providers_given = true;
         self
     }
     /// Intra-op threads (default: the number of physical cores).
@@ -173,56 +325,148 @@ impl OnnxDenoiserBuilder {
         self.intra_threads = Some(n);
         self
     }
+    /// The arithmetic of the model (default fp32). [`Precision::Bf16`] runs on the OpenVINO
+    /// execution provider, which is then the default provider.
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+    /// A folder where the optimized model (CPU) or the compiled one (OpenVINO, TensorRT) is
+    /// kept after the first load, so that the next process starts faster. None by default.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+    /// One session per batch size with the batch dimension fixed (the default, true), or one
+    /// session with a dynamic batch dimension. Fixed shapes let ONNX Runtime and OpenVINO
+    /// plan memory and kernels once; each new batch size costs one more session.
+    pub fn static_shapes(mut self, on: bool) -> Self {
+        self.static_shapes = on;
+        self
+    }
+    /// The batch size to prepare a session for while loading (others are prepared on first
+    /// use).
+    pub fn batch_size(mut self, batch: usize) -> Self {
+        self.batch_size = Some(batch);
+        self
+    }
 
     /// Loads a model file.
     pub fn from_file(self, path: impl AsRef<Path>) -> Result<OnnxDenoiser> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        self.load(&bytes, path)
+        self.load(bytes.into(), path)
     }
 
     /// Loads a model from memory (`name` is used in messages).
     pub fn from_memory(self, bytes: &[u8], name: &str) -> Result<OnnxDenoiser> {
-        self.load(bytes, Path::new(name))
+        self.load(Arc::from(bytes), Path::new(name))
     }
 
-    fn load(self, bytes: &[u8], path: &Path) -> Result<OnnxDenoiser> {
-        let env = environment(self.dylib.as_deref())?;
-        let threads = self.intra_threads.unwrap_or_else(physical_cores);
+    fn load(self, bytes: Arc<[u8]>, path: &Path) -> Result<OnnxDenoiser> {
+        let mut providers = self.providers.clone();
+        if self.precision != Precision::Fp32 && !self.providers_given {
+            providers = vec![ExecutionProvider::OpenVino];
+        }
+        let options = LoadOptions {
+            threads: self.intra_threads.unwrap_or_else(physical_cores),
+            precision: self.precision,
+            cache_dir: self.cache_dir.clone(),
+            static_shapes: self.static_shapes,
+        };
+        // The first provider that registers on a probe session is the one used.
         let mut last_err = None;
-        let mut session = None;
-        for (i, ep) in self.providers.iter().enumerate() {
+        let mut chosen = None;
+        for (i, &ep) in providers.iter().enumerate() {
+            let env = match environment_for(self.dylib.as_deref(), ep.library()) {
+                Ok(env) => env,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
             let builder = Session::builder(&env)?
-                .with_optimization_level(GraphOptimizationLevel::All)
+                .with_optimization_level(GraphOptimizationLevel::Disable)
                 .map_err(ort::Error::from)?
-                .with_intra_threads(threads)
+                .with_intra_threads(1)
                 .map_err(ort::Error::from)?;
-            match ep.register(builder) {
-                Ok(mut b) => {
-                    let s = b.commit_from_memory(bytes).map_err(|e| Error::bad_file(path, format!("not a loadable ONNX model: {e}")))?;
+            match ep.register(builder, &options).and_then(|_| probe(&env, &bytes, path)) {
+                Ok(probe) => {
                     if i > 0 {
                         tracing::info!("execution provider {} used (fallback)", ep.name());
                     }
-                    session = Some(s);
+                    chosen = Some((ep, env, probe));
                     break;
                 }
                 Err(e) => last_err = Some(e),
             }
         }
-        let session = match session {
-            Some(s) => s,
-            None => return Err(last_err.unwrap_or_else(|| Error::InvalidArgument("no execution provider given".into()))),
+        let Some((ep, env, probe)) = chosen else {
+            return Err(last_err.unwrap_or_else(|| Error::InvalidArgument("no execution provider given".into())));
         };
-        OnnxDenoiser::from_session(session, path)
+        let mut model = OnnxDenoiser::from_probe(probe, path)?;
+        model.env = Some(env);
+        model.bytes = bytes;
+        model.ep = ep;
+        model.options = options;
+        model.path = path.to_path_buf();
+        if !model.options.static_shapes || model.batch_dim.is_none() {
+            // One session for every batch size.
+            model.dynamic = Some(model.make_session(None)?);
+        } else if let Some(b) = self.batch_size {
+            model.bound_for(b)?;
+        }
+        Ok(model)
     }
 }
 
+/// Reads a model's inputs, outputs and metadata with a session that does no optimization.
+fn probe(env: &Environment, bytes: &[u8], path: &Path) -> Result<Session> {
+    Session::builder(env)?
+        .with_optimization_level(GraphOptimizationLevel::Disable)
+        .map_err(ort::Error::from)?
+        .with_intra_threads(1)
+        .map_err(ort::Error::from)?
+        .commit_from_memory(bytes)
+        .map_err(|e| Error::bad_file(path, format!("not a loadable ONNX model: {e}")))
+}
+
+/// What is fed to one input of the graph, in the graph's input order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Feed {
+    Sample,
+    Timestep,
+    Labels,
+}
+
+/// A session for one batch size, with its input and output buffers.
+struct Bound {
+    batch: usize,
+    /// None: the denoiser's dynamic session.
+    session: Option<Session>,
+    timestep: ort::value::DynValue,
+    labels: Option<ort::value::DynValue>,
+    run_options: RunOptions<HasSelectedOutputs>,
+}
+
 /// A `.onnx` U-Net run by ONNX Runtime.
+///
+/// Each batch size gets its own session with the batch dimension fixed (see
+/// [`OnnxDenoiserBuilder::static_shapes`]), a timestep tensor that is rewritten in place and
+/// a pre-allocated output, so that a step of a chain allocates no tensor.
 pub struct OnnxDenoiser {
-    session: Session,
-    sample_input: String,
-    timestep_input: (String, TimestepInput),
-    class_input: Option<(String, TensorElementType)>,
+    env: Option<Environment>,
+    bytes: Arc<[u8]>,
+    path: PathBuf,
+    ep: ExecutionProvider,
+    options: LoadOptions,
+    /// The symbolic name of the batch dimension of `sample`, when it has one.
+    batch_dim: Option<String>,
+    feeds: Vec<Feed>,
+    dynamic: Option<Session>,
+    bound: Vec<Bound>,
+    timestep_input: TimestepInput,
+    class_type: Option<TensorElementType>,
     output: String,
     shape: ModelShape,
     scheduler_config: Option<SchedulerConfig>,
@@ -241,12 +485,21 @@ fn usize_key(config: &Option<Value>, key: &str) -> Option<usize> {
 }
 
 impl OnnxDenoiser {
-    /// Options: library path, execution providers, threads.
+    /// Options: library path, execution providers, precision, threads, cache folder.
     pub fn builder() -> OnnxDenoiserBuilder {
-        OnnxDenoiserBuilder { dylib: None, providers: vec![ExecutionProvider::Cpu], intra_threads: None }
+        OnnxDenoiserBuilder {
+            dylib: None,
+            providers: vec![ExecutionProvider::Cpu],
+            providers_given: false,
+            intra_threads: None,
+            precision: Precision::Fp32,
+            cache_dir: None,
+            static_shapes: true,
+            batch_size: None,
+        }
     }
 
-    fn from_session(session: Session, path: &Path) -> Result<Self> {
+    fn from_probe(session: Session, path: &Path) -> Result<Self> {
         let bad = |msg: String| Error::bad_file(path, msg);
         let meta = session.metadata()?;
         let unet_config = match meta.custom("unet_config") {
@@ -266,6 +519,9 @@ impl OnnxDenoiser {
             .iter()
             .filter_map(|o| tensor_info(o.dtype()).map(|(t, s)| (o.name().to_string(), t, s)))
             .collect();
+        if inputs.len() != session.inputs().len() {
+            return Err(bad("an input of the model is not a tensor".into()));
+        }
         let find = |names: &[&str]| inputs.iter().find(|(n, _, _)| names.contains(&n.as_str())).cloned();
         let (sample_name, sample_ty, sample_shape) = find(&["sample", "x", "input"])
             .or_else(|| inputs.iter().find(|(_, _, s)| s.len() == 4).cloned())
@@ -325,16 +581,154 @@ impl OnnxDenoiser {
             }
             (None, _) => None,
         };
+        let mut feeds = Vec::new();
+        for (name, _, _) in &inputs {
+            feeds.push(if *name == sample_name {
+                Feed::Sample
+            } else if *name == t_name {
+                Feed::Timestep
+            } else if class_input.as_ref().is_some_and(|(n, _)| n == name) {
+                Feed::Labels
+            } else {
+                return Err(bad(format!(
+                    "input `{name}` is not one of sample, timestep, class_labels: this runtime cannot feed it"
+                )));
+            });
+        }
+        let batch_dim = session.inputs().iter().find(|o| o.name() == sample_name).and_then(|o| match o.dtype() {
+            ValueType::Tensor { shape, dimension_symbols, .. } if shape.first().is_some_and(|&d| d < 0) => {
+                dimension_symbols.first().filter(|s| !s.is_empty()).map(|s| s.to_string())
+            }
+            _ => None,
+        });
         Ok(Self {
-            session,
-            sample_input: sample_name,
-            timestep_input: (t_name, t_kind),
-            class_input,
+            env: None,
+            bytes: Arc::from(&[][..]),
+            path: path.to_path_buf(),
+            ep: ExecutionProvider::Cpu,
+            options: LoadOptions { threads: 1, precision: Precision::Fp32, cache_dir: None, static_shapes: true },
+            batch_dim,
+            feeds,
+            dynamic: None,
+            bound: Vec::new(),
+            timestep_input: t_kind,
+            class_type: class_input.map(|(_, t)| t),
             output,
             shape: ModelShape { channels, height, width, out_channels, num_classes },
             scheduler_config,
             unet_config,
         })
+    }
+
+    /// The execution provider in use.
+    pub fn execution_provider(&self) -> ExecutionProvider {
+        self.ep
+    }
+
+    /// The precision the model runs in.
+    pub fn precision(&self) -> Precision {
+        self.options.precision
+    }
+
+    /// A session with this batch size fixed (None: as the graph declares it). With a cache
+    /// folder on the CPU provider, the optimized graph is written there on first use and
+    /// loaded from there afterwards.
+    fn make_session(&self, batch: Option<usize>) -> Result<Session> {
+        let env = self.env.as_ref().ok_or_else(|| Error::InvalidArgument("the model is not loaded".into()))?;
+        let builder = |level: GraphOptimizationLevel| -> Result<ort::session::builder::SessionBuilder> {
+            let mut b = Session::builder(env)?
+                .with_optimization_level(level)
+                .map_err(ort::Error::from)?
+                .with_intra_threads(self.options.threads)
+                .map_err(ort::Error::from)?;
+            if let (Some(n), Some(dim)) = (batch, &self.batch_dim) {
+                b = b.with_dimension_override(dim, n as i64).map_err(ort::Error::from)?;
+            }
+            self.ep.register(b, &self.options)
+        };
+        let bad_model = |e: ort::Error| Error::bad_file(&self.path, format!("not a loadable ONNX model: {e}"));
+        let cached = match (&self.options.cache_dir, self.ep) {
+            (Some(dir), ExecutionProvider::Cpu) => Some(dir.join("optimized").join(format!(
+                "{}-b{}.onnx",
+                content_key(&self.bytes, loaded_library().as_deref()),
+                batch.map_or("dyn".to_string(), |b| b.to_string())
+            ))),
+            _ => None,
+        };
+        if let Some(file) = &cached {
+            if file.is_file() {
+                match builder(GraphOptimizationLevel::Disable)?.commit_from_file(file) {
+                    Ok(s) => return Ok(s),
+                    Err(e) => {
+                        tracing::warn!("{}: unusable cached model ({e}); rebuilding it", file.display());
+                        let _ = std::fs::remove_file(file);
+                    }
+                }
+            }
+            // Optimize once, written under a temporary name and renamed into place.
+            if let Some(parent) = file.parent() {
+                if std::fs::create_dir_all(parent).is_ok() {
+                    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+                    let session = builder(GraphOptimizationLevel::All)?
+                        .with_optimized_model_path(&tmp)
+                        .map_err(ort::Error::from)?
+                        .commit_from_memory(&self.bytes)
+                        .map_err(bad_model)?;
+                    if std::fs::rename(&tmp, file).is_err() {
+                        let _ = std::fs::remove_file(&tmp);
+                    }
+                    return Ok(session);
+                }
+            }
+        }
+        builder(GraphOptimizationLevel::All)?.commit_from_memory(&self.bytes).map_err(bad_model)
+    }
+
+    /// The session and buffers for a batch size, made on first use.
+    fn bound_for(&mut self, batch: usize) -> Result<usize> {
+        if let Some(i) = self.bound.iter().position(|b| b.batch == batch) {
+            return Ok(i);
+        }
+        // A model without a named batch dimension (or static_shapes off): the one dynamic
+        // session serves every size, and each size keeps its own buffers.
+        let session = if self.dynamic.is_some() { None } else { Some(self.make_session(Some(batch))?) };
+        let b = batch as i64;
+        let t_shape = |scalar: bool, single: bool| -> Vec<i64> {
+            if scalar {
+                vec![]
+            } else if single {
+                vec![1]
+            } else {
+                vec![b]
+            }
+        };
+        let timestep: ort::value::DynValue = match self.timestep_input {
+            TimestepInput::Int64 { scalar, single } => {
+                let sh = t_shape(scalar, single);
+                let n = sh.iter().product::<i64>().max(1) as usize;
+                Tensor::from_array((sh, vec![0i64; n]))?.into_dyn()
+            }
+            TimestepInput::Int32 { scalar, single } => {
+                let sh = t_shape(scalar, single);
+                let n = sh.iter().product::<i64>().max(1) as usize;
+                Tensor::from_array((sh, vec![0i32; n]))?.into_dyn()
+            }
+            TimestepInput::Float32 { scalar, single } => {
+                let sh = t_shape(scalar, single);
+                let n = sh.iter().product::<i64>().max(1) as usize;
+                Tensor::from_array((sh, vec![0f32; n]))?.into_dyn()
+            }
+        };
+        let labels: Option<ort::value::DynValue> = match self.class_type {
+            Some(TensorElementType::Int32) => Some(Tensor::from_array((vec![b], vec![0i32; batch]))?.into_dyn()),
+            Some(_) => Some(Tensor::from_array((vec![b], vec![0i64; batch]))?.into_dyn()),
+            None => None,
+        };
+        let s = self.shape;
+        let out = Tensor::<f32>::new(&Allocator::default(), [batch, s.out_channels, s.height, s.width])?;
+        let run_options = RunOptions::new()?.with_outputs(OutputSelector::no_default().with(&self.output).preallocate(&self.output, out));
+        self.bound.push(Bound { batch, session, timestep, labels, run_options });
+        Ok(self.bound.len() - 1)
     }
 
     /// The scheduler config of the model's metadata; the paper's defaults when there is
@@ -362,65 +756,102 @@ impl OnnxDenoiser {
     }
 }
 
+/// A key for a model's bytes and the library that optimizes it (a cache file name).
+fn content_key(bytes: &[u8], library: Option<&Path>) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    library.hash(&mut h);
+    crate::sys::cpu_model().hash(&mut h);
+    format!("{:016x}-{}", h.finish(), bytes.len())
+}
+
+/// The path of the ONNX Runtime library this process loaded, if any.
+fn loaded_library() -> Option<PathBuf> {
+    ENVIRONMENT.lock().ok()?.as_ref().map(|l| l.path.clone())
+}
+
 impl Denoiser for OnnxDenoiser {
     fn shape(&self) -> ModelShape {
         self.shape
     }
 
     fn predict(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>) -> Result<Vec<f32>> {
+        let mut out = vec![0.0; batch * self.shape.out_channels * self.shape.pixels()];
+        self.predict_into(sample, batch, t, class_labels, &mut out)?;
+        Ok(out)
+    }
+
+    fn predict_into(
+        &mut self,
+        sample: &[f32],
+        batch: usize,
+        t: i64,
+        class_labels: Option<&[i64]>,
+        out: &mut [f32],
+    ) -> Result<()> {
         let s = self.shape;
-        if sample.len() != batch * s.sample_len() {
+        if sample.len() != batch * s.sample_len() || batch == 0 {
             return Err(Error::Shape {
                 name: "sample".into(),
                 found: format!("{} values", sample.len()),
-                expected: format!("[{batch}, {}, {}, {}]", s.channels, s.height, s.width),
+                expected: format!("[{batch}, {}, {}, {}] with a batch of at least 1", s.channels, s.height, s.width),
             });
         }
-        let x = Tensor::from_array((vec![batch as i64, s.channels as i64, s.height as i64, s.width as i64], sample.to_vec()))?;
-        let t_shape = |scalar: bool, single: bool| -> Vec<i64> {
-            if scalar {
-                vec![]
-            } else if single {
-                vec![1]
-            } else {
-                vec![batch as i64]
-            }
-        };
-        let t_value: ort::value::DynValue = match self.timestep_input.1 {
-            TimestepInput::Int64 { scalar, single } => {
-                let sh = t_shape(scalar, single);
-                let n = sh.iter().product::<i64>().max(1) as usize;
-                Tensor::from_array((sh, vec![t; n]))?.into_dyn()
-            }
-            TimestepInput::Int32 { scalar, single } => {
-                let sh = t_shape(scalar, single);
-                let n = sh.iter().product::<i64>().max(1) as usize;
-                Tensor::from_array((sh, vec![t as i32; n]))?.into_dyn()
-            }
-            TimestepInput::Float32 { scalar, single } => {
-                let sh = t_shape(scalar, single);
-                let n = sh.iter().product::<i64>().max(1) as usize;
-                Tensor::from_array((sh, vec![t as f32; n]))?.into_dyn()
-            }
-        };
-        let mut inputs: Vec<(std::borrow::Cow<'_, str>, ort::session::SessionInputValue<'_>)> = vec![
-            (self.sample_input.as_str().into(), x.into_dyn().into()),
-            (self.timestep_input.0.as_str().into(), t_value.into()),
-        ];
-        if let Some((name, ty)) = &self.class_input {
+        let expected_len = batch * s.out_channels * s.pixels();
+        if out.len() != expected_len {
+            return Err(Error::Shape {
+                name: "output buffer".into(),
+                found: format!("{} values", out.len()),
+                expected: format!("[{batch}, {}, {}, {}]", s.out_channels, s.height, s.width),
+            });
+        }
+        let i = self.bound_for(batch)?;
+        let bound = &mut self.bound[i];
+        match self.timestep_input {
+            TimestepInput::Int64 { .. } => bound.timestep.try_extract_tensor_mut::<i64>()?.1.fill(t),
+            TimestepInput::Int32 { .. } => bound.timestep.try_extract_tensor_mut::<i32>()?.1.fill(t as i32),
+            TimestepInput::Float32 { .. } => bound.timestep.try_extract_tensor_mut::<f32>()?.1.fill(t as f32),
+        }
+        if let Some(labels_value) = bound.labels.as_mut() {
             let labels = class_labels.ok_or_else(|| {
                 Error::InvalidArgument("the model is class-conditional: class labels are needed".into())
             })?;
-            let v: ort::value::DynValue = if *ty == TensorElementType::Int32 {
-                Tensor::from_array((vec![batch as i64], labels.iter().map(|&l| l as i32).collect::<Vec<_>>()))?.into_dyn()
+            if labels.len() != batch {
+                return Err(Error::Shape {
+                    name: "class labels".into(),
+                    found: format!("{} labels", labels.len()),
+                    expected: format!("{batch} (one per sample)"),
+                });
+            }
+            if self.class_type == Some(TensorElementType::Int32) {
+                let dst = labels_value.try_extract_tensor_mut::<i32>()?.1;
+                dst.iter_mut().zip(labels).for_each(|(d, &l)| *d = l as i32);
             } else {
-                Tensor::from_array((vec![batch as i64], labels.to_vec()))?.into_dyn()
-            };
-            inputs.push((name.as_str().into(), v.into()));
+                labels_value.try_extract_tensor_mut::<i64>()?.1.copy_from_slice(labels);
+            }
         }
-        let outputs = self.session.run(inputs)?;
+        let x = TensorRef::from_array_view(([batch, s.channels, s.height, s.width], sample))?;
+        let value = |feed: Feed| -> SessionInputValue<'_> {
+            match feed {
+                Feed::Sample => (&*x).into(),
+                Feed::Timestep => (&bound.timestep).into(),
+                // from_probe only lists Labels when the model has a class input.
+                Feed::Labels => bound.labels.as_ref().map_or_else(|| (&bound.timestep).into(), |l| l.into()),
+            }
+        };
+        let session = match bound.session.as_mut() {
+            Some(s) => s,
+            None => self.dynamic.as_mut().ok_or_else(|| Error::InvalidArgument("the model is not loaded".into()))?,
+        };
+        let outputs = match self.feeds.as_slice() {
+            [a, b] => session.run_with_options([value(*a), value(*b)], &bound.run_options)?,
+            [a, b, c] => session.run_with_options([value(*a), value(*b), value(*c)], &bound.run_options)?,
+            other => {
+                return Err(Error::InvalidArgument(format!("the model has {} inputs, expected 2 or 3", other.len())))
+            }
+        };
         let (shape, data) = outputs[self.output.as_str()].try_extract_tensor::<f32>()?;
-        let expected_len = batch * s.out_channels * s.pixels();
         if data.len() != expected_len {
             return Err(Error::Shape {
                 name: format!("model output `{}`", self.output),
@@ -428,6 +859,7 @@ impl Denoiser for OnnxDenoiser {
                 expected: format!("[{batch}, {}, {}, {}]", s.out_channels, s.height, s.width),
             });
         }
-        Ok(data.to_vec())
+        out.copy_from_slice(data);
+        Ok(())
     }
 }

@@ -252,21 +252,19 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
             // 2. the reverse chain
             let mut sampler = sampler::build(&self.config, &self.options)?;
             let timesteps = sampler.timesteps().to_vec();
+            // Buffers of the chain, allocated once per batch: nothing is allocated per step.
             let mut step_noise = vec![0.0f32; b * per];
             let mut x0 = vec![0.0f32; b * per];
+            let mut out = vec![0.0f32; b * shape.out_channels * shape.pixels()];
+            let layout =
+                Layout { batch: b, channels: shape.channels, out_channels: shape.out_channels, pixels: shape.pixels() };
             for (i, &t) in timesteps.iter().enumerate() {
                 let t0 = Instant::now();
-                let out = self.denoiser.predict(x, b, t, batch_labels)?;
+                self.denoiser.predict_into(x, b, t, batch_labels, &mut out)?;
                 model_time += t0.elapsed();
-                if out.iter().any(|v| !v.is_finite()) {
+                if !out.iter().all(|v| v.is_finite()) {
                     return Err(Error::NonFinite(format!("model output at t = {t}")));
                 }
-                let layout = Layout {
-                    batch: b,
-                    channels: shape.channels,
-                    out_channels: out.len() / (b * shape.pixels()).max(1),
-                    pixels: shape.pixels(),
-                };
                 let noise = if sampler.needs_noise(i) {
                     for (rng, item) in rngs.iter_mut().zip(step_noise.chunks_mut(per)) {
                         fill_normal(rng, item);

@@ -33,3 +33,29 @@ pub fn physical_cores() -> usize {
     }
 }
 
+
+/// The CPU's model name (`model name` of /proc/cpuinfo), or "unknown".
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The project's per-user cache folder: `$DDPM_RS_CACHE`, else
+/// `$XDG_CACHE_HOME/ddpm-rs`, else `~/.cache/ddpm-rs`.
+pub fn cache_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(c) = std::env::var_os("DDPM_RS_CACHE").filter(|c| !c.is_empty()) {
+        return PathBuf::from(c);
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|c| !c.is_empty()) {
+        return PathBuf::from(x).join("ddpm-rs");
+    }
+    std::env::var_os("HOME").map_or_else(|| std::env::temp_dir().join("ddpm-rs"), |h| PathBuf::from(h).join(".cache").join("ddpm-rs"))
+}

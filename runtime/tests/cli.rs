@@ -157,7 +157,8 @@ fn bad_inputs_exit_2_with_one_line_and_write_nothing() {
     bad(&["--model", &g, "--sampler", "euler", "--out", &out], "euler");
     bad(&["--model", &g, "--ep", "cuda", "--out", &out], "cuda");
     bad(&["--model", &g, "--ep", "tensorrt", "--out", &out], "tensorrt");
-    bad(&["--model", &g, "--ep", "openvino", "--out", &out], "openvino");
+    bad(&["--model", &g, "--ep", "cpu", "--precision", "bf16", "--out", &out], "openvino");
+    bad(&["--model", &g, "--precision", "fp16", "--out", &out], "precision");
     bad(&["--model", &g, "--precision", "int8", "--out", &out], "precision");
     bad(&["--model", &g, "--n", "0", "--out", &out], "n");
     bad(&["--model", &g, "--batch-size", "0", "--out", &out], "batch size");

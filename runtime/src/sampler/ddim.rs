@@ -17,6 +17,8 @@ pub struct Ddim {
     final_alpha_cumprod: f64,
     step_ratio: i64,
     eta: f64,
+    /// x_0 and epsilon of one batch item, reused across steps.
+    scratch: Vec<f64>,
 }
 
 impl Ddim {
@@ -39,6 +41,7 @@ impl Ddim {
             clamp: X0Clamp::from_config(config, true),
             final_alpha_cumprod,
             eta,
+            scratch: Vec::new(),
         })
     }
 
@@ -84,17 +87,19 @@ impl Sampler for Ddim {
         let dir = (1.0 - ab_prev - std * std).sqrt();
         let a_prev = ab_prev.sqrt();
         let (n, on) = (layout.item_len(), layout.out_item_len());
-        let mut x0 = vec![0.0f64; n];
-        let mut eps = vec![0.0f64; n];
+        if self.scratch.len() < 2 * n {
+            self.scratch.resize(2 * n, 0.0);
+        }
+        let (x0, eps) = self.scratch[..2 * n].split_at_mut(n);
         for b in 0..layout.batch {
             let xs = &mut sample[b * n..(b + 1) * n];
             let out = &model_output[b * on..b * on + n];
             for j in 0..n {
                 (x0[j], eps[j]) = to_x0_eps(self.prediction, a, s, xs[j] as f64, out[j] as f64);
             }
-            self.clamp.apply(&mut x0);
+            self.clamp.apply(x0);
             if let Some(p) = pred_x0.as_deref_mut() {
-                p[b * n..(b + 1) * n].iter_mut().zip(&x0).for_each(|(d, &v)| *d = v as f32);
+                p[b * n..(b + 1) * n].iter_mut().zip(x0.iter()).for_each(|(d, &v)| *d = v as f32);
             }
             for j in 0..n {
                 let mut v = a_prev * x0[j] + dir * eps[j];

@@ -15,6 +15,8 @@ pub struct Ddpm {
     prediction: PredictionType,
     clamp: X0Clamp,
     variance_type: VarianceType,
+    /// x_0 of one batch item, reused across steps.
+    scratch: Vec<f64>,
 }
 
 impl Ddpm {
@@ -32,6 +34,7 @@ impl Ddpm {
             prediction: config.prediction(),
             clamp: X0Clamp::from_config(config, true),
             variance_type: config.variance_type.unwrap_or(VarianceType::FixedSmall),
+            scratch: Vec::new(),
         })
     }
 }
@@ -75,16 +78,19 @@ impl Sampler for Ddpm {
         let (c_x0, c_xt) = self.schedule.posterior_mean_coefficients(t, prev_t);
         let fixed_std = self.schedule.posterior_std(t, prev_t, self.variance_type);
         let (n, on) = (layout.item_len(), layout.out_item_len());
-        let mut x0 = vec![0.0f64; n];
+        if self.scratch.len() < n {
+            self.scratch.resize(n, 0.0);
+        }
+        let x0 = &mut self.scratch[..n];
         for b in 0..layout.batch {
             let xs = &mut sample[b * n..(b + 1) * n];
             let out = &model_output[b * on..b * on + on];
             for j in 0..n {
                 x0[j] = to_x0_eps(self.prediction, a, s, xs[j] as f64, out[j] as f64).0;
             }
-            self.clamp.apply(&mut x0);
+            self.clamp.apply(x0);
             if let Some(p) = pred_x0.as_deref_mut() {
-                p[b * n..(b + 1) * n].iter_mut().zip(&x0).for_each(|(d, &v)| *d = v as f32);
+                p[b * n..(b + 1) * n].iter_mut().zip(x0.iter()).for_each(|(d, &v)| *d = v as f32);
             }
             for j in 0..n {
                 let mut v = c_x0 * x0[j] + c_xt * xs[j] as f64;

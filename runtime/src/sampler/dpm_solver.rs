@@ -18,8 +18,13 @@ pub struct DpmSolverPP {
     clamp: X0Clamp,
     order: usize,
     lower_order_final: bool,
-    /// The previous step's data prediction (x_0), for the second-order update.
-    prev_x0: Option<Vec<f32>>,
+    /// This step's and the previous step's data prediction (x_0), for the second-order
+    /// update; swapped, not reallocated, between steps.
+    x0: Vec<f32>,
+    prev_x0: Vec<f32>,
+    has_prev: bool,
+    /// x_0 of one batch item in float64.
+    item: Vec<f64>,
     lower_order_nums: usize,
 }
 
@@ -61,7 +66,10 @@ impl DpmSolverPP {
             clamp: X0Clamp::from_config(config, false),
             order: config.solver_order.unwrap_or(2),
             lower_order_final: config.lower_order_final.unwrap_or(true),
-            prev_x0: None,
+            x0: Vec::new(),
+            prev_x0: Vec::new(),
+            has_prev: false,
+            item: Vec::new(),
             lower_order_nums: 0,
         })
     }
@@ -94,19 +102,20 @@ impl Sampler for DpmSolverPP {
         // 1. data prediction x_0 at sigma_i (diffusers' convert_model_output).
         let (alpha_s0, sigma_s0, lambda_s0) = alpha_sigma_lambda(self.sigmas[i]);
         let (n, on) = (layout.item_len(), layout.out_item_len());
-        let mut x0 = vec![0.0f32; sample.len()];
-        let mut item = vec![0.0f64; n];
+        self.x0.resize(sample.len(), 0.0);
+        self.item.resize(n, 0.0);
+        let (x0, item) = (&mut self.x0, &mut self.item);
         for b in 0..layout.batch {
             let xs = &sample[b * n..(b + 1) * n];
             let out = &model_output[b * on..b * on + n];
             for j in 0..n {
                 item[j] = to_x0_eps(self.prediction, alpha_s0, sigma_s0, xs[j] as f64, out[j] as f64).0;
             }
-            self.clamp.apply(&mut item);
-            x0[b * n..(b + 1) * n].iter_mut().zip(&item).for_each(|(d, &v)| *d = v as f32);
+            self.clamp.apply(item);
+            x0[b * n..(b + 1) * n].iter_mut().zip(item.iter()).for_each(|(d, &v)| *d = v as f32);
         }
         if let Some(p) = pred_x0 {
-            p.copy_from_slice(&x0);
+            p.copy_from_slice(x0);
         }
 
         // 2. the update to sigma_{i+1}.
@@ -114,8 +123,9 @@ impl Sampler for DpmSolverPP {
         let h = lambda_t - lambda_s0;
         let ratio = sigma_t / sigma_s0;
         let phi = alpha_t * ((-h).exp() - 1.0);
-        match (&self.prev_x0, first_order) {
-            (Some(prev), false) => {
+        let prev = &self.prev_x0;
+        match (self.has_prev && prev.len() == x0.len(), first_order) {
+            (true, false) => {
                 let (_, _, lambda_s1) = alpha_sigma_lambda(self.sigmas[i - 1]);
                 let r0 = (lambda_s0 - lambda_s1) / h;
                 for j in 0..sample.len() {
@@ -130,7 +140,8 @@ impl Sampler for DpmSolverPP {
                 }
             }
         }
-        self.prev_x0 = Some(x0);
+        std::mem::swap(&mut self.x0, &mut self.prev_x0);
+        self.has_prev = true;
         if self.lower_order_nums < self.order {
             self.lower_order_nums += 1;
         }

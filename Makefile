@@ -46,8 +46,10 @@ demo: build
 test: setup-openvino
 	$(ENV) cargo test --locked --workspace
 
-bench: setup-openvino
+bench: build setup-openvino
 	$(ENV) cargo bench --locked -p ddpm-benches
+	$(ENV) cargo build --release --locked -p ddpm-benches --bins
+	"$$(scripts/fixture-env.sh)" scripts/bench_compare.py
 
 fixtures: setup
 	"$$(scripts/fixture-env.sh)" python/make_runtime_fixtures.py

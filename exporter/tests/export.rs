@@ -111,18 +111,7 @@ fn fp16_and_opset_21_exports_verify_and_pass_the_checker() {
 }
 
 fn random_weights(config: &UNetConfig, seed: u64) -> Weights {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    parameter_list(config)
-        .unwrap()
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let fan_in = shape.iter().skip(1).product::<usize>().max(1) as f32;
-            let data = (0..n).map(|_| rng.random_range(-1.0f32..1.0) / fan_in.sqrt()).collect();
-            (name, Weight { shape, data })
-        })
-        .collect()
+    ddpm_models::random_weights(config, seed).unwrap()
 }
 
 #[test]

@@ -18,6 +18,6 @@ pub mod weights;
 pub use config::{DownBlock, UNetConfig, UpBlock};
 pub use error::{Error, Result};
 pub use ops::Backend;
-pub use shape::{parameter_count, parameter_list};
+pub use shape::{parameter_count, parameter_list, random_weights};
 pub use unet::UNet2DModel;
 pub use weights::{UNetCheckpoint, Weight, Weights};

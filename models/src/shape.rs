@@ -134,3 +134,19 @@ mod tests {
         assert_eq!(parameter_count(&UNetConfig::digits()).unwrap(), 1_624_449);
     }
 }
+
+/// Random weights for a config (uniform in +-1/sqrt(fan-in), from a seed): for timing and
+/// export tests, where what the network computes does not matter.
+pub fn random_weights(config: &UNetConfig, seed: u64) -> Result<crate::weights::Weights> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    Ok(parameter_list(config)?
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let fan_in = shape.iter().skip(1).product::<usize>().max(1) as f32;
+            let data = (0..n).map(|_| rng.random_range(-1.0f32..1.0) / fan_in.sqrt()).collect();
+            (name, crate::weights::Weight { shape, data })
+        })
+        .collect())
+}

@@ -14,45 +14,43 @@ fn cache_dir() -> Option<PathBuf> {
     std::env::var("HOME").ok().map(|h| Path::new(&h).join(".cache").join("ddpm-rs"))
 }
 
-fn find_in_cache(cache: &Path) -> Option<PathBuf> {
-    let mut found = Vec::new();
-    for venv in std::fs::read_dir(cache).ok()?.flatten() {
-        let name = venv.file_name().to_string_lossy().to_string();
-        if !name.starts_with("venv-") {
-            continue;
-        }
-        let Ok(libs) = std::fs::read_dir(venv.path().join("lib")) else { continue };
-        for py in libs.flatten() {
-            let capi = py.path().join("site-packages/onnxruntime/capi");
-            let Ok(files) = std::fs::read_dir(&capi) else { continue };
-            for f in files.flatten() {
-                if f.file_name().to_string_lossy().starts_with("libonnxruntime.so.") {
-                    found.push(f.path());
-                }
-            }
-        }
-    }
+/// The newest libonnxruntime.so.* in any of these `onnxruntime/capi` folders.
+fn newest_lib(capi_dirs: impl Iterator<Item = PathBuf>) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = capi_dirs
+        .filter_map(|capi| std::fs::read_dir(capi).ok())
+        .flat_map(|files| files.flatten())
+        .filter(|f| f.file_name().to_string_lossy().starts_with("libonnxruntime.so."))
+        .map(|f| f.path())
+        .collect();
     found.sort();
     found.pop()
 }
 
+/// Entries of the cache folder whose name starts with `prefix`.
+fn cache_entries(cache: &Path, prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(cache) else { return Vec::new() };
+    entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(prefix)).map(|e| e.path()).collect()
+}
+
+/// The default build, in the project's Python environments.
+fn find_in_cache(cache: &Path) -> Option<PathBuf> {
+    newest_lib(
+        cache_entries(cache, "venv-")
+            .into_iter()
+            .filter_map(|venv| std::fs::read_dir(venv.join("lib")).ok())
+            .flat_map(|libs| libs.flatten())
+            .map(|py| py.path().join("site-packages/onnxruntime/capi")),
+    )
+}
+
 /// The OpenVINO build of ONNX Runtime that `scripts/setup-env.sh --openvino` installs.
 fn find_openvino_in_cache(cache: &Path) -> Option<PathBuf> {
-    let mut found = Vec::new();
-    for dir in std::fs::read_dir(cache).ok()?.flatten() {
-        if !dir.file_name().to_string_lossy().starts_with("ort-openvino-") || !dir.path().join(".complete").exists() {
-            continue;
-        }
-        let capi = dir.path().join("onnxruntime/capi");
-        let Ok(files) = std::fs::read_dir(&capi) else { continue };
-        for f in files.flatten() {
-            if f.file_name().to_string_lossy().starts_with("libonnxruntime.so.") {
-                found.push(f.path());
-            }
-        }
-    }
-    found.sort();
-    found.pop()
+    newest_lib(
+        cache_entries(cache, "ort-openvino-")
+            .into_iter()
+            .filter(|d| d.join(".complete").exists())
+            .map(|d| d.join("onnxruntime/capi")),
+    )
 }
 
 fn main() {

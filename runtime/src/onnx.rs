@@ -658,7 +658,11 @@ impl OnnxDenoiser {
         if let Some(file) = &cached {
             if file.is_file() {
                 match builder(GraphOptimizationLevel::Disable)?.commit_from_file(file) {
-                    Ok(s) => return Ok(s),
+                    Ok(s) => {
+                        // Marks it as recently used for prune_cache.
+                        let _ = std::fs::File::options().append(true).open(file).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                        return Ok(s);
+                    }
                     Err(e) => {
                         tracing::warn!("{}: unusable cached model ({e}); rebuilding it", file.display());
                         let _ = std::fs::remove_file(file);
@@ -677,11 +681,16 @@ impl OnnxDenoiser {
                     if std::fs::rename(&tmp, file).is_err() {
                         let _ = std::fs::remove_file(&tmp);
                     }
+                    prune_cache(parent, CACHE_KEEP);
                     return Ok(session);
                 }
             }
         }
-        builder(GraphOptimizationLevel::All)?.commit_from_memory(&self.bytes).map_err(bad_model)
+        let session = builder(GraphOptimizationLevel::All)?.commit_from_memory(&self.bytes).map_err(bad_model)?;
+        if let (Some(dir), ExecutionProvider::OpenVino) = (&self.options.cache_dir, self.ep) {
+            prune_cache(&dir.join("openvino"), CACHE_KEEP);
+        }
+        Ok(session)
     }
 
     /// The session and buffers for a batch size, made on first use.
@@ -764,6 +773,29 @@ fn content_key(bytes: &[u8], library: Option<&Path>) -> String {
     library.hash(&mut h);
     crate::sys::cpu_model().hash(&mut h);
     format!("{:016x}-{}", h.finish(), bytes.len())
+}
+
+/// How many files a model cache folder keeps (the most recently used).
+const CACHE_KEEP: usize = 32;
+
+/// Deletes all but the `keep` most recently modified files of a cache folder, so that it
+/// does not grow without bound.
+fn prune_cache(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            m.is_file().then(|| (m.modified().unwrap_or(std::time::UNIX_EPOCH), e.path()))
+        })
+        .collect();
+    if files.len() <= keep {
+        return;
+    }
+    files.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, path) in files.into_iter().skip(keep) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// The path of the ONNX Runtime library this process loaded, if any.

@@ -266,3 +266,34 @@ fn sample_without_a_model_uses_the_default_one_and_labels_steer_it() {
         assert!(hits >= 8, "label {label}: the classifier sees {pred:?}");
     }
 }
+
+/// --precision bf16 samples close to fp32 (same seed), and not byte-identical to them; the
+/// model cache folder is filled on the first run and --no-model-cache writes nothing.
+#[test]
+fn bf16_is_close_to_fp32_and_the_model_cache_is_used() {
+    let d = tmp();
+    let model = format!("{}/../models/pretrained/digits/digits.onnx", env!("CARGO_MANIFEST_DIR"));
+    let cache = p(d.path(), "cache");
+    let (a, b) = (p(d.path(), "fp32.npy"), p(d.path(), "bf16.npy"));
+    let common = ["--model", &model, "--n", "4", "--steps", "10", "--seed", "5", "--model-cache", &cache];
+    ok(&[&common[..], &["--out", &a]].concat());
+    assert!(std::fs::read_dir(format!("{cache}/optimized")).unwrap().count() == 1, "fp32: one optimized model cached");
+    ok(&[&common[..], &["--precision", "bf16", "--out", &b]].concat());
+    assert!(std::fs::read_dir(format!("{cache}/openvino")).unwrap().count() >= 1, "bf16: OpenVINO's compiled model cached");
+    let ((x, _), (y, _)) = (read_npy(&a).unwrap(), read_npy(&b).unwrap());
+    let mean_abs = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).sum::<f32>() / x.len() as f32;
+    assert!(mean_abs > 0.0, "bf16 gave the fp32 bytes: not reduced precision");
+    assert!(mean_abs < 0.05, "bf16 samples differ from fp32 by {mean_abs} on average");
+    // The default cache folder is $DDPM_RS_CACHE/models; --no-model-cache leaves it alone.
+    let home = p(d.path(), "home");
+    for (flag, expect) in [(Some("--no-model-cache"), false), (None, true)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_runtime"))
+            .args(["sample", "--threads", "1", "--model", &model, "--n", "1", "--steps", "2", "--out", &p(d.path(), "c.npy")])
+            .args(flag)
+            .env("DDPM_RS_CACHE", &home)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(Path::new(&home).join("models/optimized").is_dir(), expect, "{flag:?}");
+    }
+}

@@ -120,21 +120,6 @@ pub fn parameter_count(config: &UNetConfig) -> Result<usize> {
     Ok(parameter_list(config)?.iter().map(|(_, s)| s.iter().product::<usize>()).sum())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ddpm_cifar10_has_the_papers_parameter_count() {
-        assert_eq!(parameter_count(&UNetConfig::ddpm_cifar10()).unwrap(), 35_746_307);
-    }
-
-    #[test]
-    fn digits_parameter_count() {
-        assert_eq!(parameter_count(&UNetConfig::digits()).unwrap(), 1_624_449);
-    }
-}
-
 /// Random weights for a config (uniform in +-1/sqrt(fan-in), from a seed): for timing and
 /// export tests, where what the network computes does not matter.
 pub fn random_weights(config: &UNetConfig, seed: u64) -> Result<crate::weights::Weights> {
@@ -149,4 +134,19 @@ pub fn random_weights(config: &UNetConfig, seed: u64) -> Result<crate::weights::
             (name, crate::weights::Weight { shape, data })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddpm_cifar10_has_the_papers_parameter_count() {
+        assert_eq!(parameter_count(&UNetConfig::ddpm_cifar10()).unwrap(), 35_746_307);
+    }
+
+    #[test]
+    fn digits_parameter_count() {
+        assert_eq!(parameter_count(&UNetConfig::digits()).unwrap(), 1_624_449);
+    }
 }

@@ -462,6 +462,8 @@ pub struct OnnxDenoiser {
     options: LoadOptions,
     /// The symbolic name of the batch dimension of `sample`, when it has one.
     batch_dim: Option<String>,
+    /// The batch size the graph fixes, when it fixes one.
+    fixed_batch: Option<usize>,
     feeds: Vec<Feed>,
     dynamic: Option<Session>,
     bound: Vec<Bound>,
@@ -608,6 +610,7 @@ impl OnnxDenoiser {
             ep: ExecutionProvider::Cpu,
             options: LoadOptions { threads: 1, precision: Precision::Fp32, cache_dir: None, static_shapes: true },
             batch_dim,
+            fixed_batch: (sample_shape[0] > 0).then_some(sample_shape[0] as usize),
             feeds,
             dynamic: None,
             bound: Vec::new(),
@@ -836,6 +839,13 @@ impl Denoiser for OnnxDenoiser {
                 name: "output buffer".into(),
                 found: format!("{} values", out.len()),
                 expected: format!("[{batch}, {}, {}, {}]", s.out_channels, s.height, s.width),
+            });
+        }
+        if let Some(n) = self.fixed_batch.filter(|&n| n != batch) {
+            return Err(Error::Shape {
+                name: format!("{}: input sample", self.path.display()),
+                found: format!("a batch of {batch}"),
+                expected: format!("the graph's fixed batch of {n} (use --batch-size {n})"),
             });
         }
         let i = self.bound_for(batch)?;

@@ -35,6 +35,11 @@ enum Command {
         /// Skip the check of the exported file in ONNX Runtime against libtorch.
         #[arg(long)]
         no_verify: bool,
+        /// Also apply the sampler's update in the graph (inputs `coefficients`, `noise`;
+        /// outputs `prev_sample`, `pred_original_sample`), so that on a GPU the sample stays
+        /// on the device; the runtime uses it for DDIM and DDPM.
+        #[arg(long)]
+        fused_step: bool,
     },
     /// Write a copy of a unet/ folder with float16 weights (half the size; diffusers and
     /// the exporter read it as float32).
@@ -54,7 +59,7 @@ fn run(cli: Cli) -> Result<(), ExportError> {
             println!("wrote {} (float16 weights)", out.display());
             Ok(())
         }
-        Command::Onnx { ckpt, out, opset, fp16, weights_fp16, no_verify } => {
+        Command::Onnx { ckpt, out, opset, fp16, weights_fp16, no_verify, fused_step } => {
             let checkpoint = Checkpoint::open(&ckpt)?;
             if checkpoint.scheduler_source.is_none() {
                 eprintln!("note: no scheduler/scheduler_config.json next to {}: the DDPM paper's schedule goes into the model", ckpt.display());
@@ -62,7 +67,7 @@ fn run(cli: Cli) -> Result<(), ExportError> {
             // fp16 rounding of weights and activations: ~1e-3 relative is expected; of the
             // weights alone, a few 1e-4 (the check runs against the float32 checkpoint).
             let tol = if fp16 { 2e-2 } else if weights_fp16 { 5e-3 } else { 1e-4 };
-            let report = export_checkpoint(&checkpoint, &out, &ExportOptions { opset, fp16, weights_fp16 }, (!no_verify).then_some(tol))?;
+            let report = export_checkpoint(&checkpoint, &out, &ExportOptions { opset, fp16, weights_fp16, fused_step }, (!no_verify).then_some(tol))?;
             let verified = match report.max_rel_error {
                 Some(e) => format!("verified: max relative error {e:.2e} vs libtorch (tolerance {tol:.0e})"),
                 None => "not verified (--no-verify)".into(),
@@ -72,7 +77,11 @@ fn run(cli: Cli) -> Result<(), ExportError> {
                 out.display(),
                 report.bytes as f64 / 1e6,
                 report.nodes,
-                if fp16 { ", float16" } else if weights_fp16 { ", float16 weights" } else { "" },
+                format!(
+                    "{}{}",
+                    if fp16 { ", float16" } else if weights_fp16 { ", float16 weights" } else { "" },
+                    if fused_step { ", fused step" } else { "" }
+                ),
                 report.seconds
             );
             Ok(())

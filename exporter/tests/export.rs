@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ddpm_models::{parameter_list, UNetCheckpoint, UNetConfig, Weight, Weights};
+use ddpm_models::{UNetCheckpoint, UNetConfig, Weight, Weights};
 use ort::session::Session;
 use ort::value::Tensor;
 use serde_json::Value;
@@ -108,6 +108,24 @@ fn fp16_and_opset_21_exports_verify_and_pass_the_checker() {
     let o21 = tmp.path().join("opset21.onnx");
     export(&ckpt, &o21, &["--opset", "21"]);
     onnx_checker(&o21);
+    // The fused-step graph (its chains are checked in tests/tests/fused_step.rs).
+    let fused = tmp.path().join("fused.onnx");
+    let stdout = export(&ckpt, &fused, &["--fused-step"]);
+    assert!(stdout.contains("fused step") && stdout.contains("verified"), "{stdout}");
+    onnx_checker(&fused);
+    // A learned-variance network cannot fuse the update: exit 2, one line, no file.
+    let lv = tmp.path().join("lv.onnx");
+    let out = Command::new(env!("CARGO_BIN_EXE_exporter"))
+        .args(["onnx", "--ckpt"])
+        .arg(fixture("learned_variance").join("unet"))
+        .arg("--out")
+        .arg(&lv)
+        .arg("--fused-step")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("learned variance"));
+    assert!(!lv.exists());
 }
 
 fn random_weights(config: &UNetConfig, seed: u64) -> Weights {

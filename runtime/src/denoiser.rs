@@ -58,6 +58,29 @@ pub trait Denoiser {
         out.copy_from_slice(&v);
         Ok(())
     }
+
+    /// Whether [`Denoiser::fused_step`] is there (a graph exported with `--fused-step`).
+    fn supports_fused_step(&self) -> bool {
+        false
+    }
+
+    /// One model evaluation and one sampler update in the model (see
+    /// [`crate::sampler::Sampler::affine_step`]): writes x_prev to `prev` and the clamped
+    /// predicted x_0 to `pred_x0`.
+    #[allow(clippy::too_many_arguments)]
+    fn fused_step(
+        &mut self,
+        _sample: &[f32],
+        _batch: usize,
+        _t: i64,
+        _class_labels: Option<&[i64]>,
+        _coefficients: &crate::sampler::AffineStep,
+        _noise: Option<&[f32]>,
+        _prev: &mut [f32],
+        _pred_x0: &mut [f32],
+    ) -> Result<()> {
+        Err(crate::error::Error::InvalidArgument("this denoiser has no fused step".into()))
+    }
 }
 
 impl<D: Denoiser + ?Sized> Denoiser for &mut D {
@@ -77,6 +100,22 @@ impl<D: Denoiser + ?Sized> Denoiser for &mut D {
     ) -> Result<()> {
         (**self).predict_into(sample, batch, t, class_labels, out)
     }
+    fn supports_fused_step(&self) -> bool {
+        (**self).supports_fused_step()
+    }
+    fn fused_step(
+        &mut self,
+        sample: &[f32],
+        batch: usize,
+        t: i64,
+        class_labels: Option<&[i64]>,
+        coefficients: &crate::sampler::AffineStep,
+        noise: Option<&[f32]>,
+        prev: &mut [f32],
+        pred_x0: &mut [f32],
+    ) -> Result<()> {
+        (**self).fused_step(sample, batch, t, class_labels, coefficients, noise, prev, pred_x0)
+    }
 }
 
 impl<D: Denoiser + ?Sized> Denoiser for Box<D> {
@@ -95,6 +134,22 @@ impl<D: Denoiser + ?Sized> Denoiser for Box<D> {
         out: &mut [f32],
     ) -> Result<()> {
         (**self).predict_into(sample, batch, t, class_labels, out)
+    }
+    fn supports_fused_step(&self) -> bool {
+        (**self).supports_fused_step()
+    }
+    fn fused_step(
+        &mut self,
+        sample: &[f32],
+        batch: usize,
+        t: i64,
+        class_labels: Option<&[i64]>,
+        coefficients: &crate::sampler::AffineStep,
+        noise: Option<&[f32]>,
+        prev: &mut [f32],
+        pred_x0: &mut [f32],
+    ) -> Result<()> {
+        (**self).fused_step(sample, batch, t, class_labels, coefficients, noise, prev, pred_x0)
     }
 }
 

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::config::SchedulerConfig;
 use crate::denoiser::{Denoiser, ModelShape};
+use crate::sampler::AffineStep;
 use crate::error::{Error, Result};
 
 /// The library path recorded at build time (see build.rs).
@@ -437,6 +438,9 @@ enum Feed {
     Sample,
     Timestep,
     Labels,
+    /// Of a fused-step graph.
+    Coefficients,
+    Noise,
 }
 
 /// A session for one batch size, with its input and output buffers.
@@ -446,7 +450,11 @@ struct Bound {
     session: Option<Session>,
     timestep: ort::value::DynValue,
     labels: Option<ort::value::DynValue>,
+    /// `noise_pred` pre-allocated.
     run_options: RunOptions<HasSelectedOutputs>,
+    /// A fused-step graph's `coefficients` and `noise` inputs, and its outputs
+    /// `prev_sample` and `pred_original_sample` pre-allocated.
+    fused: Option<(ort::value::DynValue, ort::value::DynValue, RunOptions<HasSelectedOutputs>)>,
 }
 
 /// A `.onnx` U-Net run by ONNX Runtime.
@@ -464,6 +472,8 @@ pub struct OnnxDenoiser {
     batch_dim: Option<String>,
     /// The batch size the graph fixes, when it fixes one.
     fixed_batch: Option<usize>,
+    /// A graph exported with `--fused-step`.
+    fused: bool,
     feeds: Vec<Feed>,
     dynamic: Option<Session>,
     bound: Vec<Bound>,
@@ -591,11 +601,23 @@ impl OnnxDenoiser {
                 Feed::Timestep
             } else if class_input.as_ref().is_some_and(|(n, _)| n == name) {
                 Feed::Labels
+            } else if name == "coefficients" {
+                Feed::Coefficients
+            } else if name == "noise" {
+                Feed::Noise
             } else {
                 return Err(bad(format!(
                     "input `{name}` is not one of sample, timestep, class_labels: this runtime cannot feed it"
                 )));
             });
+        }
+        let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+        let has_fused_outputs = outputs.contains(&"prev_sample") && outputs.contains(&"pred_original_sample");
+        let has_fused_inputs = feeds.contains(&Feed::Coefficients) && feeds.contains(&Feed::Noise);
+        if has_fused_inputs != has_fused_outputs || feeds.contains(&Feed::Coefficients) != feeds.contains(&Feed::Noise) {
+            return Err(bad(
+                "a fused-step graph needs inputs coefficients and noise and outputs prev_sample and pred_original_sample".into(),
+            ));
         }
         let batch_dim = session.inputs().iter().find(|o| o.name() == sample_name).and_then(|o| match o.dtype() {
             ValueType::Tensor { shape, dimension_symbols, .. } if shape.first().is_some_and(|&d| d < 0) => {
@@ -609,6 +631,7 @@ impl OnnxDenoiser {
             path: path.to_path_buf(),
             ep: ExecutionProvider::Cpu,
             options: LoadOptions { threads: 1, precision: Precision::Fp32, cache_dir: None, static_shapes: true },
+            fused: has_fused_outputs,
             batch_dim,
             fixed_batch: (sample_shape[0] > 0).then_some(sample_shape[0] as usize),
             feeds,
@@ -739,7 +762,21 @@ impl OnnxDenoiser {
         let s = self.shape;
         let out = Tensor::<f32>::new(&Allocator::default(), [batch, s.out_channels, s.height, s.width])?;
         let run_options = RunOptions::new()?.with_outputs(OutputSelector::no_default().with(&self.output).preallocate(&self.output, out));
-        self.bound.push(Bound { batch, session, timestep, labels, run_options });
+        let fused = if self.fused {
+            let dims = [batch, s.channels, s.height, s.width];
+            let mut selector = OutputSelector::no_default();
+            for name in ["prev_sample", "pred_original_sample"] {
+                selector = selector.with(name).preallocate(name, Tensor::<f32>::new(&Allocator::default(), dims)?);
+            }
+            Some((
+                Tensor::from_array(([9usize], vec![0f32; 9]))?.into_dyn(),
+                Tensor::<f32>::new(&Allocator::default(), dims)?.into_dyn(),
+                RunOptions::new()?.with_outputs(selector),
+            ))
+        } else {
+            None
+        };
+        self.bound.push(Bound { batch, session, timestep, labels, run_options, fused });
         Ok(self.bound.len() - 1)
     }
 
@@ -806,25 +843,18 @@ fn loaded_library() -> Option<PathBuf> {
     ENVIRONMENT.lock().ok()?.as_ref().map(|l| l.path.clone())
 }
 
-impl Denoiser for OnnxDenoiser {
-    fn shape(&self) -> ModelShape {
-        self.shape
-    }
+/// What one run of the graph computes.
+enum Mode<'a> {
+    /// `noise_pred` into the buffer.
+    Predict(&'a mut [f32]),
+    /// A fused step: coefficients, noise (None: zeros), then `prev_sample` and
+    /// `pred_original_sample` into the buffers.
+    Fused(&'a AffineStep, Option<&'a [f32]>, &'a mut [f32], &'a mut [f32]),
+}
 
-    fn predict(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>) -> Result<Vec<f32>> {
-        let mut out = vec![0.0; batch * self.shape.out_channels * self.shape.pixels()];
-        self.predict_into(sample, batch, t, class_labels, &mut out)?;
-        Ok(out)
-    }
-
-    fn predict_into(
-        &mut self,
-        sample: &[f32],
-        batch: usize,
-        t: i64,
-        class_labels: Option<&[i64]>,
-        out: &mut [f32],
-    ) -> Result<()> {
+impl OnnxDenoiser {
+    /// Checks the shapes, fills the per-batch-size input tensors and runs the graph.
+    fn run(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>, mode: Mode<'_>) -> Result<()> {
         let s = self.shape;
         if sample.len() != batch * s.sample_len() || batch == 0 {
             return Err(Error::Shape {
@@ -833,13 +863,28 @@ impl Denoiser for OnnxDenoiser {
                 expected: format!("[{batch}, {}, {}, {}] with a batch of at least 1", s.channels, s.height, s.width),
             });
         }
-        let expected_len = batch * s.out_channels * s.pixels();
-        if out.len() != expected_len {
-            return Err(Error::Shape {
-                name: "output buffer".into(),
-                found: format!("{} values", out.len()),
-                expected: format!("[{batch}, {}, {}, {}]", s.out_channels, s.height, s.width),
-            });
+        let out_len = |name: &str, len: usize, expected: usize, channels: usize| -> Result<()> {
+            if len == expected {
+                return Ok(());
+            }
+            Err(Error::Shape {
+                name: name.into(),
+                found: format!("{len} values"),
+                expected: format!("[{batch}, {channels}, {}, {}]", s.height, s.width),
+            })
+        };
+        match &mode {
+            Mode::Predict(out) => out_len("output buffer", out.len(), batch * s.out_channels * s.pixels(), s.out_channels)?,
+            Mode::Fused(_, noise, prev, x0) => {
+                if !self.fused {
+                    return Err(Error::InvalidArgument(format!("{}: not a fused-step graph", self.path.display())));
+                }
+                out_len("prev buffer", prev.len(), sample.len(), s.channels)?;
+                out_len("pred_x0 buffer", x0.len(), sample.len(), s.channels)?;
+                if let Some(z) = noise {
+                    out_len("noise", z.len(), sample.len(), s.channels)?;
+                }
+            }
         }
         if let Some(n) = self.fixed_batch.filter(|&n| n != batch) {
             return Err(Error::Shape {
@@ -873,35 +918,110 @@ impl Denoiser for OnnxDenoiser {
                 labels_value.try_extract_tensor_mut::<i64>()?.1.copy_from_slice(labels);
             }
         }
+        if let Some((coefficients, noise_value, _)) = bound.fused.as_mut() {
+            // A plain prediction on a fused-step graph feeds zero coefficients.
+            let (c, z) = match &mode {
+                Mode::Fused(c, z, _, _) => (Some(*c), *z),
+                Mode::Predict(_) => (None, None),
+            };
+            let dst = coefficients.try_extract_tensor_mut::<f32>()?.1;
+            match c {
+                Some(c) => dst.copy_from_slice(&c[..]),
+                None => dst.fill(0.0),
+            }
+            if c.is_some() {
+                let dst = noise_value.try_extract_tensor_mut::<f32>()?.1;
+                match z {
+                    Some(z) => dst.copy_from_slice(z),
+                    None => dst.fill(0.0),
+                }
+            }
+        }
         let x = TensorRef::from_array_view(([batch, s.channels, s.height, s.width], sample))?;
-        let value = |feed: Feed| -> SessionInputValue<'_> {
-            match feed {
+        let value = |feed: Feed| -> Result<SessionInputValue<'_>> {
+            let missing = || Error::InvalidArgument(format!("input {feed:?} has no value"));
+            Ok(match feed {
                 Feed::Sample => (&*x).into(),
                 Feed::Timestep => (&bound.timestep).into(),
-                // from_probe only lists Labels when the model has a class input.
-                Feed::Labels => bound.labels.as_ref().map_or_else(|| (&bound.timestep).into(), |l| l.into()),
-            }
+                Feed::Labels => bound.labels.as_ref().ok_or_else(missing)?.into(),
+                Feed::Coefficients => (&bound.fused.as_ref().ok_or_else(missing)?.0).into(),
+                Feed::Noise => (&bound.fused.as_ref().ok_or_else(missing)?.1).into(),
+            })
         };
         let session = match bound.session.as_mut() {
             Some(s) => s,
             None => self.dynamic.as_mut().ok_or_else(|| Error::InvalidArgument("the model is not loaded".into()))?,
         };
-        let outputs = match self.feeds.as_slice() {
-            [a, b] => session.run_with_options([value(*a), value(*b)], &bound.run_options)?,
-            [a, b, c] => session.run_with_options([value(*a), value(*b), value(*c)], &bound.run_options)?,
-            other => {
-                return Err(Error::InvalidArgument(format!("the model has {} inputs, expected 2 or 3", other.len())))
-            }
+        let options = match (&mode, &bound.fused) {
+            (Mode::Fused(..), Some((_, _, o))) => o,
+            _ => &bound.run_options,
         };
-        let (shape, data) = outputs[self.output.as_str()].try_extract_tensor::<f32>()?;
-        if data.len() != expected_len {
-            return Err(Error::Shape {
-                name: format!("model output `{}`", self.output),
-                found: format!("{:?}", &shape[..]),
-                expected: format!("[{batch}, {}, {}, {}]", s.out_channels, s.height, s.width),
-            });
+        let outputs = match self.feeds.as_slice() {
+            [a, b] => session.run_with_options([value(*a)?, value(*b)?], options)?,
+            [a, b, c] => session.run_with_options([value(*a)?, value(*b)?, value(*c)?], options)?,
+            [a, b, c, d] => session.run_with_options([value(*a)?, value(*b)?, value(*c)?, value(*d)?], options)?,
+            [a, b, c, d, e] => session.run_with_options([value(*a)?, value(*b)?, value(*c)?, value(*d)?, value(*e)?], options)?,
+            other => return Err(Error::InvalidArgument(format!("the model has {} inputs, expected 2 to 5", other.len()))),
+        };
+        let copy = |name: &str, dst: &mut [f32]| -> Result<()> {
+            let (shape, data) = outputs[name].try_extract_tensor::<f32>()?;
+            if data.len() != dst.len() {
+                return Err(Error::Shape {
+                    name: format!("model output `{name}`"),
+                    found: format!("{:?}", &shape[..]),
+                    expected: format!("{} values", dst.len()),
+                });
+            }
+            dst.copy_from_slice(data);
+            Ok(())
+        };
+        match mode {
+            Mode::Predict(out) => copy(self.output.as_str(), out),
+            Mode::Fused(_, _, prev, x0) => {
+                copy("prev_sample", prev)?;
+                copy("pred_original_sample", x0)
+            }
         }
-        out.copy_from_slice(data);
-        Ok(())
+    }
+}
+
+impl Denoiser for OnnxDenoiser {
+    fn shape(&self) -> ModelShape {
+        self.shape
+    }
+
+    fn predict(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>) -> Result<Vec<f32>> {
+        let mut out = vec![0.0; batch * self.shape.out_channels * self.shape.pixels()];
+        self.predict_into(sample, batch, t, class_labels, &mut out)?;
+        Ok(out)
+    }
+
+    fn predict_into(
+        &mut self,
+        sample: &[f32],
+        batch: usize,
+        t: i64,
+        class_labels: Option<&[i64]>,
+        out: &mut [f32],
+    ) -> Result<()> {
+        self.run(sample, batch, t, class_labels, Mode::Predict(out))
+    }
+
+    fn supports_fused_step(&self) -> bool {
+        self.fused
+    }
+
+    fn fused_step(
+        &mut self,
+        sample: &[f32],
+        batch: usize,
+        t: i64,
+        class_labels: Option<&[i64]>,
+        coefficients: &AffineStep,
+        noise: Option<&[f32]>,
+        prev: &mut [f32],
+        pred_x0: &mut [f32],
+    ) -> Result<()> {
+        self.run(sample, batch, t, class_labels, Mode::Fused(coefficients, noise, prev, pred_x0))
     }
 }

@@ -41,6 +41,9 @@ pub struct Samples {
     pub trajectory: Vec<(usize, Vec<f32>)>,
     /// Model evaluations (batches x steps) and the time spent inside the denoiser.
     pub evaluations: usize,
+    /// How many of them also applied the sampler's update inside the model (a fused-step
+    /// graph, see [`Pipeline::fused_step`]).
+    pub fused_evaluations: usize,
     pub model_time: Duration,
     pub total_time: Duration,
 }
@@ -71,6 +74,7 @@ pub struct Pipeline<'p, D: Denoiser> {
     labels: ClassLabels,
     noise: Option<Vec<f32>>,
     trajectory_every: Option<usize>,
+    fused: bool,
     progress: Option<Box<dyn FnMut(Progress) + 'p>>,
 }
 
@@ -87,6 +91,7 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
             labels: ClassLabels::Uniform,
             noise: None,
             trajectory_every: None,
+            fused: true,
             progress: None,
         }
     }
@@ -138,6 +143,14 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
     /// Record the predicted x_0 every `every` steps (and at the last step).
     pub fn record_trajectory(mut self, every: usize) -> Self {
         self.trajectory_every = Some(every.max(1));
+        self
+    }
+    /// With a denoiser that can apply the sampler's update itself (a graph exported with
+    /// `--fused-step`), let it do so for the steps that have that form (DDIM, DDPM without a
+    /// learned variance or thresholding): on, by default. The update then runs in float32
+    /// inside the model instead of float64 in the sampler.
+    pub fn fused_step(mut self, on: bool) -> Self {
+        self.fused = on;
         self
     }
     pub fn on_progress(mut self, f: impl FnMut(Progress) + 'p) -> Self {
@@ -232,7 +245,9 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
         let mut data = vec![0.0f32; n * per];
         let mut trajectory: Vec<(usize, Vec<f32>)> = Vec::new();
         let mut evals = 0;
+        let mut fused_evals = 0;
         let mut model_time = Duration::ZERO;
+        let fused = self.fused && self.denoiser.supports_fused_step();
 
         for start in (0..n).step_by(self.batch_size) {
             let end = (start + self.batch_size).min(n);
@@ -256,15 +271,11 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
             let mut step_noise = vec![0.0f32; b * per];
             let mut x0 = vec![0.0f32; b * per];
             let mut out = vec![0.0f32; b * shape.out_channels * shape.pixels()];
+            let mut prev = if fused { vec![0.0f32; b * per] } else { Vec::new() };
             let layout =
                 Layout { batch: b, channels: shape.channels, out_channels: shape.out_channels, pixels: shape.pixels() };
             for (i, &t) in timesteps.iter().enumerate() {
-                let t0 = Instant::now();
-                self.denoiser.predict_into(x, b, t, batch_labels, &mut out)?;
-                model_time += t0.elapsed();
-                if !out.iter().all(|v| v.is_finite()) {
-                    return Err(Error::NonFinite(format!("model output at t = {t}")));
-                }
+                let record = self.trajectory_every.is_some_and(|e| i % e == 0 || i + 1 == timesteps.len());
                 let noise = if sampler.needs_noise(i) {
                     for (rng, item) in rngs.iter_mut().zip(step_noise.chunks_mut(per)) {
                         fill_normal(rng, item);
@@ -273,8 +284,24 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
                 } else {
                     None
                 };
-                let record = self.trajectory_every.is_some_and(|e| i % e == 0 || i + 1 == timesteps.len());
-                sampler.step(i, &out, x, layout, noise, record.then_some(&mut x0[..]))?;
+                if let Some(coefficients) = fused.then(|| sampler.affine_step(i)).flatten() {
+                    let t0 = Instant::now();
+                    self.denoiser.fused_step(x, b, t, batch_labels, &coefficients, noise, &mut prev, &mut x0)?;
+                    model_time += t0.elapsed();
+                    if !prev.iter().all(|v| v.is_finite()) {
+                        return Err(Error::NonFinite(format!("fused step output at t = {t}")));
+                    }
+                    x.copy_from_slice(&prev);
+                    fused_evals += 1;
+                } else {
+                    let t0 = Instant::now();
+                    self.denoiser.predict_into(x, b, t, batch_labels, &mut out)?;
+                    model_time += t0.elapsed();
+                    if !out.iter().all(|v| v.is_finite()) {
+                        return Err(Error::NonFinite(format!("model output at t = {t}")));
+                    }
+                    sampler.step(i, &out, x, layout, noise, record.then_some(&mut x0[..]))?;
+                }
                 if record {
                     let pos = trajectory.iter().position(|(s, _)| *s == i).unwrap_or_else(|| {
                         trajectory.push((i, vec![0.0; n * per]));
@@ -294,6 +321,7 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
             labels,
             trajectory,
             evaluations: evals,
+            fused_evaluations: fused_evals,
             model_time,
             total_time: started.elapsed(),
         })

@@ -23,13 +23,22 @@ pub struct ExportOptions {
     /// Weights stored in float16, computed in float32 (a smaller file, nearly the same
     /// outputs).
     pub weights_fp16: bool,
+    /// Also apply one sampler update inside the graph (see [`FUSED_STEP_DOC`]).
+    pub fused_step: bool,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { opset: 17, fp16: false, weights_fp16: false }
+        Self { opset: 17, fp16: false, weights_fp16: false, fused_step: false }
     }
 }
+
+/// The contract of a graph exported with `--fused-step`.
+pub const FUSED_STEP_DOC: &str = "extra inputs `coefficients` float32 [9] and `noise` float32 \
+[B, C, H, W]; extra outputs `prev_sample` = k0 * clamp(x0, -r, r) + k1 * eps + k2 * x + k3 * noise \
+and `pred_original_sample` = clamp(x0, -r, r), where x0 = p0 * x + p1 * out, eps = p2 * x + p3 * out, \
+x = sample, out = noise_pred, coefficients = [p0, p1, p2, p3, k0, k1, k2, k3, r]: one DDIM or \
+DDPM update, its coefficients computed by the runtime for the step";
 
 fn value_info(name: &str, elem: DataType, dims: &[Option<usize>]) -> ValueInfoProto {
     let dim = |d: &Option<usize>| Dimension {
@@ -82,7 +91,21 @@ pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler_config_jso
     if labels.is_some() {
         inputs.push(value_info("class_labels", DataType::Int64, &[None]));
     }
-    let outputs = vec![value_info("noise_pred", DataType::Float, &[None, Some(config.out_channels), Some(h), Some(w)])];
+    let mut outputs = vec![value_info("noise_pred", DataType::Float, &[None, Some(config.out_channels), Some(h), Some(w)])];
+    if options.fused_step {
+        if config.out_channels != config.in_channels {
+            return Err(ExportError::Usage(format!(
+                "--fused-step: the network predicts {} channels for {} (a learned variance); the fused update needs out_channels = in_channels",
+                config.out_channels, config.in_channels
+            )));
+        }
+        fused_step(&mut rec, "sample", "noise_pred");
+        let dims = [None, Some(config.in_channels), Some(h), Some(w)];
+        inputs.push(value_info("coefficients", DataType::Float, &[Some(9)]));
+        inputs.push(value_info("noise", DataType::Float, &dims));
+        outputs.push(value_info("prev_sample", DataType::Float, &dims));
+        outputs.push(value_info("pred_original_sample", DataType::Float, &dims));
+    }
     let unet_json = config.to_json().to_string();
     Ok(model_bytes(
         rec,
@@ -93,6 +116,38 @@ pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler_config_jso
         "DDPM U-Net (diffusers UNet2DModel layout): noise_pred = eps_theta(sample, timestep[, class_labels])",
         &[("unet_config", &unet_json), ("scheduler_config", scheduler_config_json)],
     ))
+}
+
+/// The sampler update of [`FUSED_STEP_DOC`], in float32, after the network.
+fn fused_step(rec: &mut Recorder<'_>, x: &str, out: &str) {
+    let c: Vec<String> = (0..9)
+        .map(|i| {
+            let idx = rec.int_const_pub(&[i]);
+            rec.node("Gather", &["coefficients", &idx], vec![super::attr_int("axis", 0)])
+        })
+        .collect();
+    let lin = |rec: &mut Recorder<'_>, a: &str, ca: &str, b: &str, cb: &str| {
+        let l = rec.node("Mul", &[a, ca], vec![]);
+        let r = rec.node("Mul", &[b, cb], vec![]);
+        rec.node("Add", &[&l, &r], vec![])
+    };
+    let x0 = lin(rec, x, &c[0], out, &c[1]);
+    let eps = lin(rec, x, &c[2], out, &c[3]);
+    let neg_r = rec.node("Neg", &[&c[8]], vec![]);
+    let upper = rec.node("Min", &[&x0, &c[8]], vec![]);
+    let x0c = rec.node("Max", &[&upper, &neg_r], vec![]);
+    let a = lin(rec, &x0c, &c[4], &eps, &c[5]);
+    let b = lin(rec, x, &c[6], "noise", &c[7]);
+    let prev = rec.node("Add", &[&a, &b], vec![]);
+    for (from, to) in [(prev, "prev_sample"), (x0c, "pred_original_sample")] {
+        rec.nodes.push(super::proto::NodeProto {
+            op_type: Some("Identity".into()),
+            name: Some(format!("{to}_node")),
+            input: vec![from],
+            output: vec![to.into()],
+            ..Default::default()
+        });
+    }
 }
 
 /// Serializes a recorded graph as a model file.

@@ -91,6 +91,11 @@ impl<'w> Recorder<'w> {
         name
     }
 
+    /// An int64 constant of shape [len] (shared by value).
+    pub(crate) fn int_const_pub(&mut self, data: &[i64]) -> String {
+        self.int_const(data)
+    }
+
     fn int_const(&mut self, data: &[i64]) -> String {
         let key = format!("i{data:?}");
         if let Some(n) = self.consts.get(&key) {

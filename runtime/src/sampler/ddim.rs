@@ -63,6 +63,17 @@ impl Sampler for Ddim {
         self.eta > 0.0
     }
 
+    fn affine_step(&self, i: usize) -> Option<super::AffineStep> {
+        let t = *self.timesteps.get(i)?;
+        let (ab_t, ab_prev) = (self.alpha_bar(t), self.alpha_bar(t - self.step_ratio));
+        let (a, s) = (ab_t.sqrt(), (1.0 - ab_t).sqrt());
+        let variance = (1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev);
+        let std = self.eta * variance.sqrt();
+        let dir = (1.0 - ab_prev - std * std).sqrt();
+        let r = super::clamp_range(self.clamp)?;
+        Some(super::affine(super::prediction_coefficients(self.prediction, a, s), [ab_prev.sqrt(), dir, 0.0, std], r))
+    }
+
     fn step(
         &mut self,
         i: usize,

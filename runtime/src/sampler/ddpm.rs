@@ -48,6 +48,20 @@ impl Sampler for Ddpm {
         self.timesteps.get(i).is_some_and(|&t| t > 0)
     }
 
+    fn affine_step(&self, i: usize) -> Option<super::AffineStep> {
+        if self.variance_type.is_learned() {
+            return None;
+        }
+        let t = *self.timesteps.get(i)?;
+        let prev_t = self.timesteps.get(i + 1).copied().unwrap_or(-1);
+        let ab = self.schedule.alpha_bar(t);
+        let (a, s) = (ab.sqrt(), (1.0 - ab).sqrt());
+        let (c_x0, c_xt) = self.schedule.posterior_mean_coefficients(t, prev_t);
+        let std = if t > 0 { self.schedule.posterior_std(t, prev_t, self.variance_type) } else { 0.0 };
+        let r = super::clamp_range(self.clamp)?;
+        Some(super::affine(super::prediction_coefficients(self.prediction, a, s), [c_x0, 0.0, c_xt, std], r))
+    }
+
     fn step(
         &mut self,
         i: usize,

@@ -76,6 +76,44 @@ pub trait Sampler: Send {
         noise: Option<&[f32]>,
         pred_x0: Option<&mut [f32]>,
     ) -> Result<()>;
+
+    /// Step `i` as the coefficients of a fused-step graph (`exporter onnx --fused-step`):
+    /// [p0, p1, p2, p3, k0, k1, k2, k3, r] with x0 = p0 x + p1 out, eps = p2 x + p3 out and
+    /// x_prev = k0 clamp(x0, -r, r) + k1 eps + k2 x + k3 noise. None when the step is not
+    /// of that form (DPM-Solver++'s multistep update, dynamic thresholding, a learned
+    /// variance): the pipeline then runs [`Sampler::step`].
+    fn affine_step(&self, _i: usize) -> Option<AffineStep> {
+        None
+    }
+}
+
+/// The nine coefficients of one fused step (see [`Sampler::affine_step`]).
+pub type AffineStep = [f32; 9];
+
+/// (p0, p1, p2, p3) of x0 = p0 x + p1 out and eps = p2 x + p3 out at sqrt(alpha-bar) = `a`,
+/// sqrt(1 - alpha-bar) = `s` (the linear form of [`crate::prediction::to_x0_eps`]).
+pub(crate) fn prediction_coefficients(prediction: crate::config::PredictionType, a: f64, s: f64) -> [f64; 4] {
+    use crate::config::PredictionType as P;
+    match prediction {
+        P::Epsilon => [1.0 / a, -s / a, 0.0, 1.0],
+        P::Sample => [0.0, 1.0, 1.0 / s, -a / s],
+        P::VPrediction => [a, -s, s, a],
+    }
+}
+
+/// The clamp range r of a fused step (f32::MAX: none); None for dynamic thresholding.
+pub(crate) fn clamp_range(clamp: crate::prediction::X0Clamp) -> Option<f32> {
+    use crate::prediction::X0Clamp;
+    match clamp {
+        X0Clamp::None => Some(f32::MAX),
+        X0Clamp::Clip(r) => Some(r as f32),
+        X0Clamp::Threshold { .. } => None,
+    }
+}
+
+/// Packs a fused step.
+pub(crate) fn affine(p: [f64; 4], k: [f64; 4], r: f32) -> AffineStep {
+    [p[0] as f32, p[1] as f32, p[2] as f32, p[3] as f32, k[0] as f32, k[1] as f32, k[2] as f32, k[3] as f32, r]
 }
 
 /// Which sampler to run.

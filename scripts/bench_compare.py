@@ -105,6 +105,42 @@ def flops(model, x, t, y):
     return fc.get_total_flops()
 
 
+class _Wrap(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x, t, y):
+        return self.m(x, t, class_labels=y).sample
+
+
+def torch_onnx_export(model, path):
+    """The same network through torch.onnx (TorchScript exporter, opset 17, dynamic batch):
+    the usual way to get a diffusers U-Net into ONNX Runtime, run as a peer."""
+    cfg = model.config
+    x = torch.zeros(1, cfg.in_channels, cfg.sample_size, cfg.sample_size)
+    t = torch.full((1,), 500, dtype=torch.int64)
+    y = torch.zeros(1, dtype=torch.int64) if cfg.num_class_embeds else None
+    names = ["sample", "timestep"] + (["class_labels"] if y is not None else [])
+    axes = {n: {0: "batch"} for n in names + ["noise_pred"]}
+    with torch.no_grad():
+        torch.onnx.export(_Wrap(model), (x, t, y), str(path), input_names=names, output_names=["noise_pred"], dynamic_axes=axes,
+                          opset_version=17, dynamo=False)
+    return path
+
+
+def ort_session(path, threads):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def node_count(path):
+    import onnx
+    return len(onnx.load(str(path), load_external_data=False).graph.node)
+
+
 def time_torch(fn, args, iters):
     with torch.no_grad():
         for _ in range(2):
@@ -153,6 +189,8 @@ def main():
         log(f"{name}: exported {onnx} in {time.time() - t0:.1f} s (verified against libtorch)")
         model = UNet2DModel.from_pretrained(str(unet), torch_dtype=torch.float32).eval()
         nets[name] = {"unet": unet, "onnx": onnx, "model": model, "config": model.config}
+        # A copy: the TorchScript exporter leaves the module it traced behaving differently.
+        nets[name]["torch_onnx"] = torch_onnx_export(copy.deepcopy(model), work / f"{name}-torch.onnx")
 
     info = machine()
     log("machine:", info)
@@ -203,6 +241,9 @@ def main():
                     compiled[(name, batch, prec)] = (fn, (xx, tt, yy))
                     log(f"{name} b{batch} torch.compile {prec}: {compile_s[(name, batch, prec)]:.1f} s to compile")
 
+    ort_sessions = {name: ort_session(n["torch_onnx"], args.threads) for name, n in nets.items()}
+    for name, n in nets.items():
+        extra[(name, "nodes")] = (node_count(n["onnx"]), node_count(n["torch_onnx"]))
     bf16_models = {}
     for name, n in nets.items():
         m = copy.deepcopy(n["model"]).to(torch.bfloat16)
@@ -228,6 +269,10 @@ def main():
                     extra[(name, batch, "bf16 error")] = ours["rel_l2_error_vs_fp32_by_t"]
                 tch_r = run_json([bench_tch, "--ckpt", n["unet"], "--batch", batch, "--iters", iters, "--threads", args.threads])
                 record((name, batch, "tch eager fp32"), tch_r["min_ms"])
+                feed = {"sample": x.numpy(), "timestep": t.numpy()}
+                if y is not None:
+                    feed["class_labels"] = y.numpy()
+                record((name, batch, "ORT fp32 (torch.onnx graph)"), time_torch(lambda f: ort_sessions[name].run(None, f), (feed,), iters))
                 record((name, batch, "PyTorch eager fp32"), time_torch(lambda a, b, c: n["model"](a, b, class_labels=c), (x, t, y), iters))
                 xb = x.to(torch.bfloat16)
                 record((name, batch, "PyTorch eager bf16"), time_torch(lambda a, b, c: bf16_models[name](a, b, class_labels=c), (xb, t, y), iters))
@@ -257,7 +302,7 @@ def main():
 
 
 def write(args, info, nets, results, compile_s, extra, startup, peak):
-    engines = ["ours fp32", "ours bf16", "tch eager fp32", "PyTorch eager fp32", "PyTorch eager bf16", "torch.compile fp32", "torch.compile bf16"]
+    engines = ["ours fp32", "ours bf16", "tch eager fp32", "ORT fp32 (torch.onnx graph)", "PyTorch eager fp32", "PyTorch eager bf16", "torch.compile fp32", "torch.compile bf16"]
     engines = [e for e in engines if any(k[2] == e for k in results)]
     cmd = "make bench" if not args.no_compile else "scripts/bench_compare.py --no-compile"
     lines = [BEGIN, "",
@@ -278,17 +323,20 @@ def write(args, info, nets, results, compile_s, extra, startup, peak):
                 row.append(f"{v:.2f}" if v is not None else "-")
             lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Speed-up of ours over each peer (peer ms / ours ms) and achieved GFLOP/s:", "",
-              "| network | batch | ours fp32 vs PyTorch eager fp32 | ours fp32 vs tch eager | ours bf16 vs best peer (engine) | ours fp32 GFLOP/s (% fp32 peak) | ours bf16 GFLOP/s (% bf16 peak) |",
-              "|---|---|---|---|---|---|---|"]
+              "| network | batch | ours fp32 vs PyTorch eager fp32 | ours fp32 vs ORT on torch.onnx's graph | ours fp32 vs tch eager | ours bf16 vs best peer (engine) | ours fp32 GFLOP/s (% fp32 peak) | ours bf16 GFLOP/s (% bf16 peak) |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, n in nets.items():
         for batch in [1, 16]:
             g = n["gflop"] * batch
             o32, o16 = results.get((name, batch, "ours fp32")), results.get((name, batch, "ours bf16"))
             peers = {e: results[(name, batch, e)] for e in engines if not e.startswith("ours") and (name, batch, e) in results}
             best = min(peers, key=peers.get)
-            lines.append(f"| {name} | {batch} | {results[(name, batch, 'PyTorch eager fp32')] / o32:.2f}x | {results[(name, batch, 'tch eager fp32')] / o32:.2f}x | "
+            lines.append(f"| {name} | {batch} | {results[(name, batch, 'PyTorch eager fp32')] / o32:.2f}x | "
+                         f"{results[(name, batch, 'ORT fp32 (torch.onnx graph)')] / o32:.2f}x | {results[(name, batch, 'tch eager fp32')] / o32:.2f}x | "
                          f"{peers[best] / o16:.2f}x ({best}) | {g / o32 * 1e3:.0f} ({g / o32 * 1e3 / peak['fp32'] * 100:.0f}%) | "
                          f"{g / o16 * 1e3:.0f} ({g / o16 * 1e3 / peak['bf16'] * 100:.0f}%) |")
+    lines += ["", "Graph size: ours " + ", ".join(f"{name} {extra[(name, 'nodes')][0]} nodes" for name in nets) +
+              "; torch.onnx (opset 17) " + ", ".join(f"{name} {extra[(name, 'nodes')][1]} nodes" for name in nets) + "."]
     lines += ["", "Exactness of ours fp32 (max |ours - PyTorch| / max(1, |PyTorch|), batch 1, t = 500): " +
               ", ".join(f"{name} {extra[(name, 'exact')]:.1e}" for name in nets) + ".", "",
               "bf16 error per model evaluation (relative L2 distance to ours fp32, batch 1 and 16, by timestep):", "",

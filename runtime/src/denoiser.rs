@@ -83,75 +83,47 @@ pub trait Denoiser {
     }
 }
 
-impl<D: Denoiser + ?Sized> Denoiser for &mut D {
-    fn shape(&self) -> ModelShape {
-        (**self).shape()
-    }
-    fn predict(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>) -> Result<Vec<f32>> {
-        (**self).predict(sample, batch, t, class_labels)
-    }
-    fn predict_into(
-        &mut self,
-        sample: &[f32],
-        batch: usize,
-        t: i64,
-        class_labels: Option<&[i64]>,
-        out: &mut [f32],
-    ) -> Result<()> {
-        (**self).predict_into(sample, batch, t, class_labels, out)
-    }
-    fn supports_fused_step(&self) -> bool {
-        (**self).supports_fused_step()
-    }
-    fn fused_step(
-        &mut self,
-        sample: &[f32],
-        batch: usize,
-        t: i64,
-        class_labels: Option<&[i64]>,
-        coefficients: &crate::sampler::AffineStep,
-        noise: Option<&[f32]>,
-        prev: &mut [f32],
-        pred_x0: &mut [f32],
-    ) -> Result<()> {
-        (**self).fused_step(sample, batch, t, class_labels, coefficients, noise, prev, pred_x0)
-    }
+/// `&mut D` and `Box<D>` are denoisers when D is: every method forwards.
+macro_rules! forward_denoiser {
+    ($($ty:ty),*) => {$(
+        impl<D: Denoiser + ?Sized> Denoiser for $ty {
+            fn shape(&self) -> ModelShape {
+                (**self).shape()
+            }
+            fn predict(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>) -> Result<Vec<f32>> {
+                (**self).predict(sample, batch, t, class_labels)
+            }
+            fn predict_into(
+                &mut self,
+                sample: &[f32],
+                batch: usize,
+                t: i64,
+                class_labels: Option<&[i64]>,
+                out: &mut [f32],
+            ) -> Result<()> {
+                (**self).predict_into(sample, batch, t, class_labels, out)
+            }
+            fn supports_fused_step(&self) -> bool {
+                (**self).supports_fused_step()
+            }
+            fn fused_step(
+                &mut self,
+                sample: &[f32],
+                batch: usize,
+                t: i64,
+                class_labels: Option<&[i64]>,
+                coefficients: &crate::sampler::AffineStep,
+                noise: Option<&[f32]>,
+                prev: &mut [f32],
+                pred_x0: &mut [f32],
+            ) -> Result<()> {
+                (**self).fused_step(sample, batch, t, class_labels, coefficients, noise, prev, pred_x0)
+            }
+        }
+    )*};
 }
 
-impl<D: Denoiser + ?Sized> Denoiser for Box<D> {
-    fn shape(&self) -> ModelShape {
-        (**self).shape()
-    }
-    fn predict(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>) -> Result<Vec<f32>> {
-        (**self).predict(sample, batch, t, class_labels)
-    }
-    fn predict_into(
-        &mut self,
-        sample: &[f32],
-        batch: usize,
-        t: i64,
-        class_labels: Option<&[i64]>,
-        out: &mut [f32],
-    ) -> Result<()> {
-        (**self).predict_into(sample, batch, t, class_labels, out)
-    }
-    fn supports_fused_step(&self) -> bool {
-        (**self).supports_fused_step()
-    }
-    fn fused_step(
-        &mut self,
-        sample: &[f32],
-        batch: usize,
-        t: i64,
-        class_labels: Option<&[i64]>,
-        coefficients: &crate::sampler::AffineStep,
-        noise: Option<&[f32]>,
-        prev: &mut [f32],
-        pred_x0: &mut [f32],
-    ) -> Result<()> {
-        (**self).fused_step(sample, batch, t, class_labels, coefficients, noise, prev, pred_x0)
-    }
-}
+forward_denoiser!(&mut D, Box<D>);
 
 /// The exact noise predictor for data x_0 ~ N(mean, std^2), each value independent.
 ///

@@ -76,13 +76,7 @@ pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler_config_jso
     let labels = config.num_class_embeds.map(|_| "class_labels".to_string());
     let out = model.forward(&mut rec, &sample, &"timestep".to_string(), labels.as_ref())?;
     let out = rec.to_f32(&out);
-    rec.nodes.push(super::proto::NodeProto {
-        op_type: Some("Identity".into()),
-        name: Some("noise_pred_node".into()),
-        input: vec![out],
-        output: vec!["noise_pred".into()],
-        ..Default::default()
-    });
+    name_output(&mut rec, out, "noise_pred");
 
     let mut inputs = vec![
         value_info("sample", DataType::Float, &[None, Some(config.in_channels), Some(h), Some(w)]),
@@ -118,6 +112,17 @@ pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler_config_jso
     ))
 }
 
+/// Gives a recorded value a graph-output name (an Identity node).
+fn name_output(rec: &mut Recorder<'_>, from: String, to: &str) {
+    rec.nodes.push(super::proto::NodeProto {
+        op_type: Some("Identity".into()),
+        name: Some(format!("{to}_node")),
+        input: vec![from],
+        output: vec![to.into()],
+        ..Default::default()
+    });
+}
+
 /// The sampler update of [`FUSED_STEP_DOC`], in float32, after the network.
 fn fused_step(rec: &mut Recorder<'_>, x: &str, out: &str) {
     let c: Vec<String> = (0..9)
@@ -140,13 +145,7 @@ fn fused_step(rec: &mut Recorder<'_>, x: &str, out: &str) {
     let b = lin(rec, x, &c[6], "noise", &c[7]);
     let prev = rec.node("Add", &[&a, &b], vec![]);
     for (from, to) in [(prev, "prev_sample"), (x0c, "pred_original_sample")] {
-        rec.nodes.push(super::proto::NodeProto {
-            op_type: Some("Identity".into()),
-            name: Some(format!("{to}_node")),
-            input: vec![from],
-            output: vec![to.into()],
-            ..Default::default()
-        });
+        name_output(rec, from, to);
     }
 }
 
@@ -195,13 +194,7 @@ pub fn export_classifier(classifier: &ddpm_models::classifier::DigitClassifier, 
     let mut rec = Recorder::new(weights, false);
     let (logits, features) = classifier.forward(&mut rec, &"images".to_string())?;
     for (from, to) in [(logits, "logits"), (features, "features")] {
-        rec.nodes.push(super::proto::NodeProto {
-            op_type: Some("Identity".into()),
-            name: Some(format!("{to}_node")),
-            input: vec![from],
-            output: vec![to.into()],
-            ..Default::default()
-        });
+        name_output(&mut rec, from, to);
     }
     let c = classifier.in_channels;
     let inputs = vec![value_info("images", DataType::Float, &[None, Some(c), Some(28), Some(28)])];

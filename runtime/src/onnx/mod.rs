@@ -2,273 +2,29 @@
 //! (inputs `sample`, `timestep`, optional `class_labels`; output `noise_pred`; metadata
 //! `unet_config` and `scheduler_config`), loaded through ort's `load-dynamic`.
 
+
+mod cache;
+mod library;
+mod provider;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ort::environment::Environment;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::memory::Allocator;
+use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, TensorRef, ValueType};
 use serde_json::Value;
 
 use crate::config::SchedulerConfig;
 use crate::denoiser::{Denoiser, ModelShape};
-use crate::sampler::AffineStep;
 use crate::error::{Error, Result};
-
-/// The library path recorded at build time (see build.rs).
-const RECORDED_DYLIB: Option<&str> = option_env!("DDPM_RS_ORT_DYLIB_RECORDED");
-
-/// The OpenVINO build of ONNX Runtime that the set-up can install
-/// (`scripts/setup-env.sh --openvino`), recorded at build time (see build.rs).
-const RECORDED_OPENVINO_DYLIB: Option<&str> = option_env!("DDPM_RS_ORT_OPENVINO_DYLIB_RECORDED");
-
-/// Which ONNX Runtime library a model needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Library {
-    /// The default build (the `onnxruntime` wheel; CPU, or CUDA/TensorRT with onnxruntime-gpu).
-    Default,
-    /// The build with the OpenVINO execution provider (the `onnxruntime-openvino` wheel).
-    OpenVino,
-}
-
-struct Loaded {
-    env: Environment,
-    path: PathBuf,
-    library: Library,
-}
-
-static ENVIRONMENT: Mutex<Option<Loaded>> = Mutex::new(None);
-
-/// Loads ONNX Runtime once per process: from `explicit` when given (and only from there),
-/// else from `ORT_DYLIB_PATH`, else from the path the set-up recorded at build time (the
-/// OpenVINO build for [`Library::OpenVino`]), else from the system's library path. The
-/// error lists every attempt. A process holds one library: asking for the other one after
-/// the first load is an error.
-pub fn environment(explicit: Option<&Path>) -> Result<Environment> {
-    environment_for(explicit, Library::Default)
-}
-
-fn environment_for(explicit: Option<&Path>, library: Library) -> Result<Environment> {
-    let mut guard = ENVIRONMENT.lock().map_err(|_| Error::OrtLoad("a previous attempt panicked".into()))?;
-    if let Some(loaded) = guard.as_ref() {
-        // The OpenVINO build also has the default build's CPU provider.
-        let wrong_build = loaded.library == Library::Default && library == Library::OpenVino;
-        let explicit_differs = explicit.is_some_and(|p| p != loaded.path);
-        if wrong_build && explicit.is_none() || explicit_differs {
-            return Err(Error::InvalidArgument(format!(
-                "this process already loaded ONNX Runtime from {} ({:?} build); one process holds one library",
-                loaded.path.display(),
-                loaded.library
-            )));
-        }
-        return Ok(loaded.env.clone());
-    }
-    let candidates: Vec<(String, PathBuf)> = match explicit {
-        Some(p) => vec![("explicit path".into(), p.to_path_buf())],
-        None => {
-            let mut c = Vec::new();
-            if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-                c.push(("ORT_DYLIB_PATH".into(), PathBuf::from(p)));
-            }
-            match library {
-                Library::Default => {
-                    if let Some(p) = RECORDED_DYLIB {
-                        c.push(("path recorded by the set-up".into(), PathBuf::from(p)));
-                    }
-                    c.push(("system library path".into(), PathBuf::from("libonnxruntime.so")));
-                }
-                Library::OpenVino => {
-                    if let Some(p) = RECORDED_OPENVINO_DYLIB {
-                        c.push(("OpenVINO build recorded by the set-up".into(), PathBuf::from(p)));
-                    }
-                }
-            }
-            c
-        }
-    };
-    let mut tried = Vec::new();
-    for (source, path) in candidates {
-        if path.is_absolute() && !path.exists() {
-            tried.push(format!("{} ({source}): not found", path.display()));
-            continue;
-        }
-        match ort::init_from(&path) {
-            Ok(builder) => {
-                let env = builder.with_name("ddpm-rs").build()?;
-                tracing::debug!("ONNX Runtime loaded from {} ({source})", path.display());
-                *guard = Some(Loaded { env: env.clone(), path, library });
-                return Ok(env);
-            }
-            Err(e) => tried.push(format!("{} ({source}): {e}", path.display())),
-        }
-    }
-    let hint = match library {
-        Library::Default => "run `make build` (or scripts/setup-env.sh) to install it, or set ORT_DYLIB_PATH",
-        Library::OpenVino => {
-            "the OpenVINO build of ONNX Runtime is a set-up option: run `scripts/setup-env.sh --openvino` (or `make setup-openvino`) and rebuild, or set ORT_DYLIB_PATH to its libonnxruntime.so"
-        }
-    };
-    if tried.is_empty() {
-        tried.push("nothing".into());
-    }
-    Err(Error::OrtLoad(format!("{}; {hint}", tried.join("; "))))
-}
-
-/// Where the model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExecutionProvider {
-    Cpu,
-    Cuda,
-    TensorRt,
-    /// ONNX Runtime's OpenVINO execution provider on the CPU (needs the OpenVINO build of
-    /// ONNX Runtime, see [`Library::OpenVino`]).
-    OpenVino,
-}
-
-impl std::str::FromStr for ExecutionProvider {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "cpu" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda),
-            "tensorrt" => Ok(Self::TensorRt),
-            "openvino" => Ok(Self::OpenVino),
-            other => Err(Error::InvalidArgument(format!(
-                "execution provider: found \"{other}\", expected one of cpu, cuda, tensorrt, openvino"
-            ))),
-        }
-    }
-}
-
-/// The arithmetic a model runs in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Precision {
-    /// float32 everywhere: the reference.
-    #[default]
-    Fp32,
-    /// Convolutions and matrix products in bfloat16 (AVX512-BF16 / AMX), through the OpenVINO
-    /// execution provider's inference precision hint; inputs, outputs and the sampler stay
-    /// float32.
-    Bf16,
-}
-
-impl std::str::FromStr for Precision {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "fp32" => Ok(Self::Fp32),
-            "bf16" => Ok(Self::Bf16),
-            "fp16" | "int8" => Err(Error::InvalidArgument(format!(
-                "precision {s}: not available on the CPU in this release (measured and not shipped, see BENCHMARKS.md); expected fp32 or bf16"
-            ))),
-            other => Err(Error::InvalidArgument(format!("precision: found \"{other}\", expected fp32 or bf16"))),
-        }
-    }
-}
-
-impl Precision {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Fp32 => "fp32",
-            Self::Bf16 => "bf16",
-        }
-    }
-}
-
-impl ExecutionProvider {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Cpu => "cpu",
-            Self::Cuda => "cuda",
-            Self::TensorRt => "tensorrt",
-            Self::OpenVino => "openvino",
-        }
-    }
-
-    fn library(self) -> Library {
-        match self {
-            Self::OpenVino => Library::OpenVino,
-            _ => Library::Default,
-        }
-    }
-
-    /// Registers this provider on a session builder; an error if it is not there.
-    fn register(
-        self,
-        builder: ort::session::builder::SessionBuilder,
-        options: &LoadOptions,
-    ) -> Result<ort::session::builder::SessionBuilder> {
-        let unavailable = |msg: &str| Error::ExecutionProvider { ep: self.name().into(), msg: msg.into() };
-        if options.precision != Precision::Fp32 && self != Self::OpenVino {
-            return Err(unavailable(&format!(
-                "precision {} runs on the openvino execution provider only",
-                options.precision.name()
-            )));
-        }
-        match self {
-            Self::Cpu => Ok(builder),
-            #[cfg(feature = "openvino")]
-            Self::OpenVino => {
-                use ort::ep::{ArbitrarilyConfigurableExecutionProvider as _, ExecutionProvider as _};
-                if !ort::ep::OpenVINO::is_available()? {
-                    return Err(unavailable("the loaded ONNX Runtime library has no OpenVINO support"));
-                }
-                let hint = match options.precision {
-                    Precision::Fp32 => "f32",
-                    Precision::Bf16 => "bf16",
-                };
-                let mut ep = ort::ep::OpenVINO::default()
-                    .with_device_type("CPU")
-                    .with_num_threads(options.threads)
-                    .with_arbitrary_config("load_config", format!("{{\"CPU\":{{\"INFERENCE_PRECISION_HINT\":\"{hint}\"}}}}"));
-                if let Some(dir) = &options.cache_dir {
-                    let dir = dir.join("openvino");
-                    if std::fs::create_dir_all(&dir).is_ok() {
-                        ep = ep.with_cache_dir(dir.display());
-                    }
-                }
-                // No silent fall-back to ONNX Runtime's own CPU kernels.
-                let builder = builder.with_disable_cpu_fallback().map_err(ort::Error::from)?;
-                Ok(builder.with_execution_providers([ep.build().error_on_failure()]).map_err(|e| unavailable(&e.to_string()))?)
-            }
-            #[cfg(not(feature = "openvino"))]
-            Self::OpenVino => Err(unavailable("this build has no OpenVINO support (build ddpm-runtime with --features openvino)")),
-            #[cfg(feature = "cuda")]
-            Self::Cuda => {
-                use ort::ep::ExecutionProvider as _;
-                if !ort::ep::CUDA::is_available()? {
-                    return Err(unavailable("the loaded ONNX Runtime library has no CUDA support (install onnxruntime-gpu)"));
-                }
-                Ok(builder
-                    .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
-                    .map_err(|e| unavailable(&e.to_string()))?)
-            }
-            #[cfg(feature = "tensorrt")]
-            Self::TensorRt => {
-                use ort::ep::ExecutionProvider as _;
-                if !ort::ep::TensorRT::is_available()? {
-                    return Err(unavailable("the loaded ONNX Runtime library has no TensorRT support (install onnxruntime-gpu)"));
-                }
-                let mut ep = ort::ep::TensorRT::default();
-                if let Some(dir) = &options.cache_dir {
-                    let dir = dir.join("tensorrt");
-                    if std::fs::create_dir_all(&dir).is_ok() {
-                        ep = ep.with_engine_cache(true).with_engine_cache_path(dir.display());
-                    }
-                }
-                Ok(builder.with_execution_providers([ep.build().error_on_failure()]).map_err(|e| unavailable(&e.to_string()))?)
-            }
-            #[cfg(not(feature = "cuda"))]
-            Self::Cuda => Err(unavailable("this build has no CUDA support (build ddpm-runtime with --features cuda)")),
-            #[cfg(not(feature = "tensorrt"))]
-            Self::TensorRt => {
-                Err(unavailable("this build has no TensorRT support (build ddpm-runtime with --features tensorrt)"))
-            }
-        }
-    }
-}
+use crate::sampler::AffineStep;
+use cache::{content_key, prune_cache, CACHE_KEEP};
+use library::{environment_for, loaded_library};
+pub use library::{environment, Library};
+pub use provider::{ExecutionProvider, Precision};
 
 /// How the model declares its timestep input.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -280,7 +36,7 @@ enum TimestepInput {
 
 /// What the session options are made of (kept to build one session per batch size).
 #[derive(Debug, Clone)]
-struct LoadOptions {
+pub(crate) struct LoadOptions {
     threads: usize,
     precision: Precision,
     cache_dir: Option<PathBuf>,
@@ -805,44 +561,6 @@ impl OnnxDenoiser {
     }
 }
 
-/// A key for a model's bytes and the library that optimizes it (a cache file name).
-fn content_key(bytes: &[u8], library: Option<&Path>) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    library.hash(&mut h);
-    crate::sys::cpu_model().hash(&mut h);
-    format!("{:016x}-{}", h.finish(), bytes.len())
-}
-
-/// How many files a model cache folder keeps (the most recently used).
-const CACHE_KEEP: usize = 32;
-
-/// Deletes all but the `keep` most recently modified files of a cache folder, so that it
-/// does not grow without bound.
-fn prune_cache(dir: &Path, keep: usize) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .flatten()
-        .filter_map(|e| {
-            let m = e.metadata().ok()?;
-            m.is_file().then(|| (m.modified().unwrap_or(std::time::UNIX_EPOCH), e.path()))
-        })
-        .collect();
-    if files.len() <= keep {
-        return;
-    }
-    files.sort_by(|a, b| b.0.cmp(&a.0));
-    for (_, path) in files.into_iter().skip(keep) {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
-/// The path of the ONNX Runtime library this process loaded, if any.
-fn loaded_library() -> Option<PathBuf> {
-    ENVIRONMENT.lock().ok()?.as_ref().map(|l| l.path.clone())
-}
-
 /// What one run of the graph computes.
 enum Mode<'a> {
     /// `noise_pred` into the buffer.
@@ -1025,3 +743,4 @@ impl Denoiser for OnnxDenoiser {
         self.run(sample, batch, t, class_labels, Mode::Fused(coefficients, noise, prev, pred_x0))
     }
 }
+

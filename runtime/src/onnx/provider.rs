@@ -1,0 +1,159 @@
+//! Execution providers and precisions, and how they are registered on a session.
+
+use super::library::Library;
+use super::LoadOptions;
+use crate::error::{Error, Result};
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionProvider {
+    Cpu,
+    Cuda,
+    TensorRt,
+    /// ONNX Runtime's OpenVINO execution provider on the CPU (needs the OpenVINO build of
+    /// ONNX Runtime, see [`Library::OpenVino`]).
+    OpenVino,
+}
+
+impl std::str::FromStr for ExecutionProvider {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda),
+            "tensorrt" => Ok(Self::TensorRt),
+            "openvino" => Ok(Self::OpenVino),
+            other => Err(Error::InvalidArgument(format!(
+                "execution provider: found \"{other}\", expected one of cpu, cuda, tensorrt, openvino"
+            ))),
+        }
+    }
+}
+
+/// The arithmetic a model runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// float32 everywhere: the reference.
+    #[default]
+    Fp32,
+    /// Convolutions and matrix products in bfloat16 (AVX512-BF16 / AMX), through the OpenVINO
+    /// execution provider's inference precision hint; inputs, outputs and the sampler stay
+    /// float32.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fp32" => Ok(Self::Fp32),
+            "bf16" => Ok(Self::Bf16),
+            "fp16" | "int8" => Err(Error::InvalidArgument(format!(
+                "precision {s}: not available on the CPU in this release (measured and not shipped, see BENCHMARKS.md); expected fp32 or bf16"
+            ))),
+            other => Err(Error::InvalidArgument(format!("precision: found \"{other}\", expected fp32 or bf16"))),
+        }
+    }
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
+impl ExecutionProvider {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+            Self::TensorRt => "tensorrt",
+            Self::OpenVino => "openvino",
+        }
+    }
+
+    pub(super) fn library(self) -> Library {
+        match self {
+            Self::OpenVino => Library::OpenVino,
+            _ => Library::Default,
+        }
+    }
+
+    /// Registers this provider on a session builder; an error if it is not there.
+    pub(super) fn register(
+        self,
+        builder: ort::session::builder::SessionBuilder,
+        options: &LoadOptions,
+    ) -> Result<ort::session::builder::SessionBuilder> {
+        let unavailable = |msg: &str| Error::ExecutionProvider { ep: self.name().into(), msg: msg.into() };
+        if options.precision != Precision::Fp32 && self != Self::OpenVino {
+            return Err(unavailable(&format!(
+                "precision {} runs on the openvino execution provider only",
+                options.precision.name()
+            )));
+        }
+        match self {
+            Self::Cpu => Ok(builder),
+            #[cfg(feature = "openvino")]
+            Self::OpenVino => {
+                use ort::ep::{ArbitrarilyConfigurableExecutionProvider as _, ExecutionProvider as _};
+                if !ort::ep::OpenVINO::is_available()? {
+                    return Err(unavailable("the loaded ONNX Runtime library has no OpenVINO support"));
+                }
+                let hint = match options.precision {
+                    Precision::Fp32 => "f32",
+                    Precision::Bf16 => "bf16",
+                };
+                let mut ep = ort::ep::OpenVINO::default()
+                    .with_device_type("CPU")
+                    .with_num_threads(options.threads)
+                    .with_arbitrary_config("load_config", format!("{{\"CPU\":{{\"INFERENCE_PRECISION_HINT\":\"{hint}\"}}}}"));
+                if let Some(dir) = &options.cache_dir {
+                    let dir = dir.join("openvino");
+                    if std::fs::create_dir_all(&dir).is_ok() {
+                        ep = ep.with_cache_dir(dir.display());
+                    }
+                }
+                // No silent fall-back to ONNX Runtime's own CPU kernels.
+                let builder = builder.with_disable_cpu_fallback().map_err(ort::Error::from)?;
+                Ok(builder.with_execution_providers([ep.build().error_on_failure()]).map_err(|e| unavailable(&e.to_string()))?)
+            }
+            #[cfg(not(feature = "openvino"))]
+            Self::OpenVino => Err(unavailable("this build has no OpenVINO support (build ddpm-runtime with --features openvino)")),
+            #[cfg(feature = "cuda")]
+            Self::Cuda => {
+                use ort::ep::ExecutionProvider as _;
+                if !ort::ep::CUDA::is_available()? {
+                    return Err(unavailable("the loaded ONNX Runtime library has no CUDA support (install onnxruntime-gpu)"));
+                }
+                Ok(builder
+                    .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                    .map_err(|e| unavailable(&e.to_string()))?)
+            }
+            #[cfg(feature = "tensorrt")]
+            Self::TensorRt => {
+                use ort::ep::ExecutionProvider as _;
+                if !ort::ep::TensorRT::is_available()? {
+                    return Err(unavailable("the loaded ONNX Runtime library has no TensorRT support (install onnxruntime-gpu)"));
+                }
+                let mut ep = ort::ep::TensorRT::default();
+                if let Some(dir) = &options.cache_dir {
+                    let dir = dir.join("tensorrt");
+                    if std::fs::create_dir_all(&dir).is_ok() {
+                        ep = ep.with_engine_cache(true).with_engine_cache_path(dir.display());
+                    }
+                }
+                Ok(builder.with_execution_providers([ep.build().error_on_failure()]).map_err(|e| unavailable(&e.to_string()))?)
+            }
+            #[cfg(not(feature = "cuda"))]
+            Self::Cuda => Err(unavailable("this build has no CUDA support (build ddpm-runtime with --features cuda)")),
+            #[cfg(not(feature = "tensorrt"))]
+            Self::TensorRt => {
+                Err(unavailable("this build has no TensorRT support (build ddpm-runtime with --features tensorrt)"))
+            }
+        }
+    }
+}

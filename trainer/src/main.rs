@@ -101,7 +101,7 @@ enum Command {
         eval_data: Option<PathBuf>,
         #[arg(long, default_value = "classifier.onnx")]
         out: PathBuf,
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 20)]
         epochs: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -116,7 +116,7 @@ fn run_classifier(data: PathBuf, eval_data: Option<PathBuf>, out: PathBuf, epoch
     let classes = train.labels.as_ref().map(|l| l.iter().max().copied().unwrap_or(0) as usize + 1).ok_or_else(|| usage(format!("{}: no labels beside the images", data.display())))?;
     let t0 = std::time::Instant::now();
     let (clf, weights) = ddpm_trainer::classify::train(&train, classes, epochs, seed)?;
-    let train_acc = ddpm_trainer::classify::accuracy(&clf, &weights, &train)?;
+    let (train_acc, _) = ddpm_trainer::classify::accuracy(&clf, &weights, &train)?;
     let held = match &eval_data {
         Some(p) => {
             let d = data::load(p, 1, (28, 28), true)?;
@@ -130,8 +130,12 @@ fn run_classifier(data: PathBuf, eval_data: Option<PathBuf>, out: PathBuf, epoch
         out.display(),
         t0.elapsed().as_secs_f64(),
         train_acc,
-        held.map(|a| format!(", held-out accuracy {a:.4}")).unwrap_or_default()
+        held.as_ref().map(|(a, _)| format!(", held-out accuracy {a:.4}")).unwrap_or_default()
     );
+    if let Some((_, per_class)) = held {
+        let line: Vec<String> = per_class.iter().enumerate().map(|(k, a)| format!("{k}:{a:.3}")).collect();
+        println!("held-out accuracy per class: {}", line.join(" "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

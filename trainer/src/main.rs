@@ -111,6 +111,9 @@ enum Command {
 }
 
 fn run_classifier(data: PathBuf, eval_data: Option<PathBuf>, out: PathBuf, epochs: usize, seed: u64, threads: Option<i32>) -> Result<ExitCode, TrainError> {
+    if epochs == 0 {
+        return Err(usage("--epochs: found 0, expected at least 1"));
+    }
     tch::set_num_threads(threads.unwrap_or_else(|| ddpm_runtime::sys::physical_cores() as i32));
     let train = data::load(&data, 1, (28, 28), true)?;
     let classes = train.labels.as_ref().map(|l| l.iter().max().copied().unwrap_or(0) as usize + 1).ok_or_else(|| usage(format!("{}: no labels beside the images", data.display())))?;

@@ -224,4 +224,8 @@ fn bad_data_and_flags_exit_2_with_one_line() {
     bad(&["fit", "--data", idx.to_str().unwrap(), "--out", o, "--config", cfg4.to_str().unwrap()], "dropuot");
     bad(&["fit", "--data", "/no/such/data", "--out", o, "--config", c], "/no/such/data");
     assert!(!out.join("train_state").exists(), "a failed start left a run behind");
+    // the classifier: no epochs to train is refused before anything is written
+    let clf = tmp.path().join("classifier.onnx");
+    bad(&["classifier", "--data", idx.to_str().unwrap(), "--epochs", "0", "--out", clf.to_str().unwrap()], "--epochs");
+    assert!(!clf.exists());
 }

@@ -8,16 +8,23 @@ SHELL := /bin/bash
 CACHE := $(or $(DDPM_RS_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/ddpm-rs)
 export DDPM_RS_CACHE := $(CACHE)
 export CARGO_TARGET_DIR ?= $(CACHE)/target
-# libonnxruntime.so of the environment, recorded into the runtime at build time; tch
-# (torch-sys) builds against the environment's torch (LIBTORCH_USE_PYTORCH, its python
-# first on PATH) and the binaries record torch/lib as an rpath.
-ORT_DYLIB = $$(ls "$$(scripts/setup-env.sh)"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
-ENV = DDPM_RS_ORT_DYLIB="$(ORT_DYLIB)" LIBTORCH_USE_PYTORCH=1 PATH="$$(scripts/setup-env.sh)/bin:$$PATH"
+# Two environments, each made once per machine by scripts/setup-env.sh and shared by every
+# clone: the ONNX Runtime library alone (what sampling needs: `make demo`), and the tests' and
+# trainer's environment (libtorch from the torch wheel without its CUDA set, onnx for
+# onnx.checker). tch (torch-sys) builds against that torch's folder (LIBTORCH) and the
+# binaries record torch/lib as an rpath; the runtime records the library's path at build
+# time. A machine with a GPU: DDPM_RS_GPU=1 make ... (torch with CUDA, onnxruntime-gpu).
+ORT_DYLIB = $$(scripts/setup-env.sh --ort)
+ifeq ($(DDPM_RS_GPU),1)
+ORT_DYLIB = $$(ls "$$(scripts/setup-env.sh --gpu)"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
+endif
+ENV_ORT = DDPM_RS_ORT_DYLIB="$(ORT_DYLIB)"
+ENV = $(ENV_ORT) LIBTORCH="$$(scripts/setup-env.sh --libtorch)" PATH="$$(scripts/setup-env.sh)/bin:$$PATH"
 # The OpenVINO build of ONNX Runtime (for --precision bf16) is a set-up option:
 # `make setup-openvino`. The tests and benches install it; build.rs finds it in the cache
 # folder and records its path in the runtime.
 
-.PHONY: help setup setup-openvino build test bench fixtures demo
+.PHONY: help setup setup-openvino build build-runtime test bench fixtures demo fuzz
 help:
 	@echo "make demo      set up and build (first run only), draw 64 digits: samples.png, trajectory.png"
 	@echo "make test      set up (first run only), build, run every test"
@@ -25,9 +32,11 @@ help:
 	@echo "make bench     criterion benches and the comparison with PyTorch (see BENCHMARKS.md)"
 	@echo "make setup-openvino  install the OpenVINO build of ONNX Runtime (for --precision bf16)"
 	@echo "make fixtures  regenerate the test fixtures with diffusers (needs PyPI)"
+	@echo "make fuzz      fuzz every input reader (scripts/fuzz.sh; outside make test)"
 
 setup:
 	@scripts/setup-env.sh >/dev/null
+	@scripts/setup-env.sh --ort >/dev/null
 
 setup-openvino: setup
 	@scripts/setup-env.sh --openvino >/dev/null
@@ -38,13 +47,21 @@ build: setup
 	@for b in runtime exporter trainer; do cp -f "$(CARGO_TARGET_DIR)/release/$$b" bin/$$b; done
 	@echo "built ./bin/runtime ./bin/exporter ./bin/trainer"
 
-demo: build
+# Only what sampling needs: the ONNX Runtime library and the runtime binary (no libtorch).
+build-runtime:
+	@scripts/setup-env.sh --ort >/dev/null
+	$(ENV_ORT) cargo build --release --locked -p ddpm-runtime --bin runtime
+	@mkdir -p bin
+	@cp -f "$(CARGO_TARGET_DIR)/release/runtime" bin/runtime
+
+demo: build-runtime
 	@./bin/runtime sample --n 64 --sampler ddim --steps 50 --seed 0 --out samples.png --trajectory trajectory.png
 	@echo "samples:    $(CURDIR)/samples.png"
 	@echo "trajectory: $(CURDIR)/trajectory.png"
 
+# --no-fail-fast: one failing test binary does not hide the others.
 test: setup-openvino
-	$(ENV) cargo test --locked --workspace
+	$(ENV) cargo test --locked --workspace --no-fail-fast
 
 bench: build setup-openvino
 	$(ENV) cargo bench --locked -p ddpm-benches

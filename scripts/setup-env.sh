@@ -1,45 +1,80 @@
 #!/usr/bin/env bash
-# Create (once per machine) the project's Python environment and print its path.
-# The environment lives in a per-user cache folder shared by every clone, keyed by the
-# hash of python/requirements.txt, so a second clone reuses it. Only PyPI is used.
+# Creates (once per machine) one of the project's environments and prints its path. Each
+# lives in the per-user cache folder shared by every clone,
+#   ${DDPM_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ddpm-rs},
+# keyed by the hash of its pinned requirements file, so a second clone reuses it. Only PyPI
+# is used.
 #
-# scripts/setup-env.sh --openvino: also (once) the OpenVINO build of ONNX Runtime (the
-# `onnxruntime-openvino` wheel, unpacked beside the environment, not into it: it would
-# replace the default build); prints the path of its libonnxruntime.so instead.
+#   scripts/setup-env.sh            the tests' and the trainer's environment (a venv with the
+#                                   CPU-only set of python/requirements.txt, ~1.3 GB); prints
+#                                   the venv's path
+#   scripts/setup-env.sh --ort      only ONNX Runtime for sampling (the onnxruntime wheel
+#                                   unpacked without its dependencies, ~65 MB); prints the
+#                                   path of its libonnxruntime.so
+#   scripts/setup-env.sh --openvino the OpenVINO build of ONNX Runtime (for --precision bf16);
+#                                   prints the path of its libonnxruntime.so
+#   scripts/setup-env.sh --gpu      the full environment for a machine with a GPU (torch with
+#                                   its CUDA libraries, onnxruntime-gpu); prints the venv's path
+#   scripts/setup-env.sh --libtorch the libtorch folder (LIBTORCH) of the environment above
+#                                   (of --gpu when DDPM_RS_GPU=1)
 set -euo pipefail
-openvino=0
-case "${1:-}" in
-  --openvino) openvino=1 ;;
-  "") ;;
-  *) echo "usage: scripts/setup-env.sh [--openvino]" >&2; exit 2 ;;
+mode="${1:-venv}"
+case "$mode" in
+  venv|--ort|--openvino|--gpu|--libtorch) ;;
+  *) echo "usage: scripts/setup-env.sh [--ort | --openvino | --gpu | --libtorch]" >&2; exit 2 ;;
 esac
 root=$(cd "$(dirname "$0")/.." && pwd)
-req="$root/python/requirements.txt"
 cache="${DDPM_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ddpm-rs}"
-key=$(sha256sum "$req" | cut -c1-12)
-venv="$cache/venv-$key"
 mkdir -p "$cache"
-exec 9>"$cache/.lock-$key"
-flock 9
-if [ ! -f "$venv/.complete" ]; then
-  echo "setup: creating the Python environment in $venv (first run on this machine)" >&2
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --upgrade pip >&2
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" >&2
-  touch "$venv/.complete"
-fi
-if [ "$openvino" = 1 ]; then
-  # 1.24.1 bundles OpenVINO 2025.4 and serves ONNX Runtime API 24, the version the runtime asks for.
-  ov_version=1.24.1
-  ov="$cache/ort-openvino-$ov_version"
-  if [ ! -f "$ov/.complete" ]; then
-    echo "setup: installing onnxruntime-openvino $ov_version into $ov (first run on this machine)" >&2
-    rm -rf "$ov"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --target "$ov" "onnxruntime-openvino==$ov_version" >&2
-    touch "$ov/.complete"
+pip_quiet=(--quiet --disable-pip-version-check --no-input --root-user-action=ignore)
+
+# A folder of unpacked wheels (no venv): $1 name prefix, $2 requirements file.
+unpacked() {
+  local key dir
+  key=$(sha256sum "$2" | cut -c1-12)
+  dir="$cache/$1-$key"
+  exec 9>"$cache/.lock-$1-$key"
+  flock 9
+  if [ ! -f "$dir/.complete" ]; then
+    echo "setup: installing $(grep -v '^#' "$2" | xargs) into $dir (first run on this machine)" >&2
+    rm -rf "$dir" "$dir.tmp"
+    python3 -m pip install "${pip_quiet[@]}" --no-deps --no-compile --target "$dir.tmp" -r "$2" >&2
+    # Only libonnxruntime.so is used: drop the Python extension module (30 MB).
+    rm -f "$dir.tmp"/onnxruntime/capi/onnxruntime_pybind11_state*.so
+    touch "$dir.tmp/.complete"
+    mv "$dir.tmp" "$dir"
   fi
-  ls "$ov"/onnxruntime/capi/libonnxruntime.so.* | head -n 1
-  exit 0
-fi
-echo "$venv"
+  exec 9>&-
+  ls "$dir"/onnxruntime/capi/libonnxruntime.so.* | head -n 1
+}
+
+# A virtual environment: $1 name prefix, $2 requirements file, $3 "no-deps" or "deps".
+venv() {
+  local key dir deps=()
+  key=$(sha256sum "$2" | cut -c1-12)
+  dir="$cache/$1-$key"
+  [ "$3" = no-deps ] && deps=(--no-deps)
+  exec 9>"$cache/.lock-$1-$key"
+  flock 9
+  if [ ! -f "$dir/.complete" ]; then
+    echo "setup: creating the Python environment $dir (first run on this machine)" >&2
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install "${pip_quiet[@]}" "${deps[@]}" -r "$2" >&2
+    touch "$dir/.complete"
+  fi
+  exec 9>&-
+  echo "$dir"
+}
+
+case "$mode" in
+  --ort) unpacked ort "$root/python/requirements-ort.txt" ;;
+  # 1.24.1 bundles OpenVINO 2025.4 and serves ONNX Runtime API 24, the version the runtime asks for.
+  --openvino) unpacked ort-openvino "$root/python/requirements-openvino.txt" ;;
+  --gpu) venv venv-gpu "$root/python/requirements-gpu.txt" deps ;;
+  --libtorch)
+    if [ "${DDPM_RS_GPU:-0}" = 1 ]; then v=$(venv venv-gpu "$root/python/requirements-gpu.txt" deps)
+    else v=$(venv venv "$root/python/requirements.txt" no-deps); fi
+    ls -d "$v"/lib/python3*/site-packages/torch | head -n 1 ;;
+  venv) venv venv "$root/python/requirements.txt" no-deps ;;
+esac

@@ -142,7 +142,7 @@ impl UNetConfig {
     }
 
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = ddpm_runtime::limits::read_regular_text(path, ddpm_runtime::limits::MAX_CONFIG_BYTES, "UNet2DModel config")?;
         Self::from_json_str(&text, &path.display().to_string())
     }
 
@@ -230,12 +230,76 @@ impl UNetConfig {
         Ok(c)
     }
 
-    /// Consistency checks diffusers would fail on later (or silently get wrong).
+    /// Every check of a config read from a file: [`check_values`](Self::check_values), then
+    /// the parameter count the network would have.
     pub fn validate(&self, file: &str) -> Result<()> {
+        self.check_values(file)?;
+        let params = crate::shape::parameter_count(self)?;
+        if params > Self::MAX_PARAMETERS {
+            return Err(Error::Config {
+                file: file.into(),
+                key: "block_out_channels".into(),
+                msg: format!("the network would have {params} parameters, expected at most {}", Self::MAX_PARAMETERS),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sizes, ranges and consistency: what diffusers would fail on later (or silently get
+    /// wrong), and sizes beyond any real network.
+    pub fn check_values(&self, file: &str) -> Result<()> {
         let err = |key: &str, msg: String| Err(Error::Config { file: file.into(), key: key.into(), msg });
         let n = self.block_out_channels.len();
         if n == 0 {
             return err("block_out_channels", "found an empty list, expected one width per level".into());
+        }
+        // Sizes first, with the numbers, so that nothing below (nor the parameter walk)
+        // loops or allocates for a config that asks for more than any machine has.
+        if n > Self::MAX_LEVELS {
+            return err("block_out_channels", format!("found {n} levels, expected at most {}", Self::MAX_LEVELS));
+        }
+        if let Some(&c) = self.block_out_channels.iter().find(|&&c| c == 0 || c > Self::MAX_WIDTH) {
+            return err("block_out_channels", format!("found a width of {c}, expected 1 to {}", Self::MAX_WIDTH));
+        }
+        if self.layers_per_block > Self::MAX_LAYERS_PER_BLOCK {
+            return err("layers_per_block", format!("found {}, expected 1 to {}", self.layers_per_block, Self::MAX_LAYERS_PER_BLOCK));
+        }
+        for (key, v) in [("in_channels", self.in_channels), ("out_channels", self.out_channels)] {
+            if v == 0 || v > Self::MAX_IMAGE_CHANNELS {
+                return err(key, format!("found {v}, expected 1 to {}", Self::MAX_IMAGE_CHANNELS));
+            }
+        }
+        if let Some((h, w)) = self.sample_size {
+            if h == 0 || w == 0 || h > Self::MAX_SAMPLE_SIZE || w > Self::MAX_SAMPLE_SIZE {
+                return err("sample_size", format!("found {h}x{w}, expected each side 1 to {}", Self::MAX_SAMPLE_SIZE));
+            }
+        }
+        if let Some(d) = self.time_embedding_dim {
+            if d == 0 || d > Self::MAX_WIDTH * 4 {
+                return err("time_embedding_dim", format!("found {d}, expected 1 to {}", Self::MAX_WIDTH * 4));
+            }
+        }
+        if let Some(k) = self.num_class_embeds {
+            if k > Self::MAX_CLASSES {
+                return err("num_class_embeds", format!("found {k}, expected at most {}", Self::MAX_CLASSES));
+            }
+        }
+        if let Some(t) = self.num_train_timesteps {
+            if t > 1_000_000 {
+                return err("num_train_timesteps", format!("found {t}, expected at most 1000000"));
+            }
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
+            return err("norm_eps", format!("found {}, expected a finite number > 0", self.norm_eps));
+        }
+        if !self.freq_shift.is_finite() {
+            return err("freq_shift", format!("found {}, expected a finite number", self.freq_shift));
+        }
+        if !(self.mid_block_scale_factor.is_finite() && self.mid_block_scale_factor > 0.0) {
+            return err("mid_block_scale_factor", format!("found {}, expected a finite number > 0", self.mid_block_scale_factor));
+        }
+        if self.downsample_padding > 1 {
+            return err("downsample_padding", format!("found {}, expected 0 or 1", self.downsample_padding));
         }
         if self.down_block_types.len() != n {
             return err("down_block_types", format!("found {} blocks, expected {n} (one per block_out_channels)", self.down_block_types.len()));
@@ -279,6 +343,16 @@ impl UNetConfig {
         }
         Ok(())
     }
+
+    /// Limits of [`validate`](Self::validate), far beyond any diffusers UNet2DModel (the
+    /// largest, at 256x256, has 6 levels of at most 512 channels and ~114M parameters).
+    pub const MAX_LEVELS: usize = 8;
+    pub const MAX_WIDTH: usize = 8192;
+    pub const MAX_LAYERS_PER_BLOCK: usize = 32;
+    pub const MAX_IMAGE_CHANNELS: usize = 1024;
+    pub const MAX_SAMPLE_SIZE: usize = 4096;
+    pub const MAX_CLASSES: usize = 1_000_000;
+    pub const MAX_PARAMETERS: usize = 4_000_000_000;
 
     /// The config as diffusers writes it (every key), for `config.json` and ONNX metadata.
     pub fn to_json(&self) -> Value {

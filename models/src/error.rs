@@ -23,6 +23,9 @@ pub enum Error {
     #[cfg(feature = "tch")]
     #[error("libtorch: {0}")]
     Tch(#[from] tch::TchError),
+    /// A shared check of the runtime crate (file and memory limits).
+    #[error(transparent)]
+    Runtime(#[from] ddpm_runtime::Error),
     /// A backend-specific failure.
     #[error("{0}")]
     Backend(String),
@@ -37,7 +40,10 @@ impl Error {
     }
     /// True when the error comes from the caller's input (exit 2 in the CLIs).
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, Error::Config { .. } | Error::Weight { .. } | Error::Io { .. } | Error::BadFile { .. })
+        match self {
+            Error::Runtime(e) => e.is_bad_input(),
+            other => matches!(other, Error::Config { .. } | Error::Weight { .. } | Error::Io { .. } | Error::BadFile { .. }),
+        }
     }
 }
 

@@ -47,11 +47,23 @@ fn to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
     }
 }
 
+/// A regular file of at most a third of the memory limit (its bytes and the float32 copy
+/// must fit beside each other).
+fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
+    let (limit, _) = ddpm_runtime::limits::memory_limit();
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.is_file() {
+            ddpm_runtime::limits::check_memory(&format!("{}: {} bytes of weights", path.display(), m.len()), m.len() as u128 * 3)?;
+        }
+    }
+    Ok(ddpm_runtime::limits::read_regular_file(path, limit, "safetensors weights")?)
+}
+
 /// Reads a safetensors file and checks it against the config's parameter list: every
 /// tensor present, none left over, every shape right (old attention names renamed).
 pub fn load_weights(path: &Path, config: &UNetConfig) -> Result<Weights> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_weights_file(path)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::bad_file(path, format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
     let mut found: BTreeMap<String, TensorView<'_>> = BTreeMap::new();
     for (name, view) in st.tensors() {
@@ -166,7 +178,7 @@ fn serialize(weights: &Weights, f16: bool) -> Result<Vec<u8>> {
 
 /// Reads every tensor of a safetensors file as float32, with no config to check against.
 pub fn read_safetensors(path: &Path) -> Result<Weights> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_weights_file(path)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::bad_file(path, format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
     let mut out = Weights::new();
     for (name, view) in st.tensors() {

@@ -131,7 +131,75 @@ impl SchedulerConfig {
         let Value::Object(map) = value else {
             return Err(Error::Json { what: what.to_string(), msg: "expected a JSON object".into() });
         };
-        Self::from_map(&map)
+        let named = |e: Error| match e {
+            Error::Config { file, key, msg } if file.is_empty() => Error::Config { file: what.to_string(), key, msg },
+            other => other,
+        };
+        let c = Self::from_map(&map).map_err(named)?;
+        c.validate().map_err(named)?;
+        Ok(c)
+    }
+
+    /// The most training timesteps a config may declare (the schedule holds several f64
+    /// arrays of this length; diffusion models use 1,000 to 4,000).
+    pub const MAX_TRAIN_TIMESTEPS: usize = 1_000_000;
+
+    /// Checks every value once, where configs are read (the runtime, the exporter and the
+    /// trainer all come through here): ranges of the numbers, and the betas the config
+    /// gives (each in (0, 1)), so that no tool accepts a config another refuses.
+    pub fn validate(&self) -> Result<()> {
+        let positive_fraction = |key: &str, v: Option<f64>| -> Result<()> {
+            match v {
+                Some(x) if !(x.is_finite() && x > 0.0 && x < 1.0) => {
+                    Err(Error::config(key, format!("found {x}, expected a number in (0, 1)")))
+                }
+                _ => Ok(()),
+            }
+        };
+        if let Some(n) = self.num_train_timesteps {
+            if n == 0 || n > Self::MAX_TRAIN_TIMESTEPS {
+                return Err(Error::config(
+                    "num_train_timesteps",
+                    format!("found {n}, expected 1 to {}", Self::MAX_TRAIN_TIMESTEPS),
+                ));
+            }
+        }
+        positive_fraction("beta_start", self.beta_start)?;
+        positive_fraction("beta_end", self.beta_end)?;
+        if let Some(betas) = &self.trained_betas {
+            if betas.is_empty() || betas.len() > Self::MAX_TRAIN_TIMESTEPS {
+                return Err(Error::config(
+                    "trained_betas",
+                    format!("found {} values, expected 1 to {}", betas.len(), Self::MAX_TRAIN_TIMESTEPS),
+                ));
+            }
+            if let Some((i, b)) = betas.iter().enumerate().find(|(_, b)| !(b.is_finite() && **b > 0.0 && **b < 1.0)) {
+                return Err(Error::config("trained_betas", format!("beta[{i}] = {b}, expected a number in (0, 1)")));
+            }
+        }
+        let positive = |key: &str, v: Option<f64>| -> Result<()> {
+            match v {
+                Some(x) if !(x.is_finite() && x > 0.0) => Err(Error::config(key, format!("found {x}, expected a finite number > 0"))),
+                _ => Ok(()),
+            }
+        };
+        positive("clip_sample_range", self.clip_sample_range)?;
+        positive("sample_max_value", self.sample_max_value)?;
+        if let Some(r) = self.dynamic_thresholding_ratio {
+            if !(r.is_finite() && r > 0.0 && r <= 1.0) {
+                return Err(Error::config("dynamic_thresholding_ratio", format!("found {r}, expected a number in (0, 1]")));
+            }
+        }
+        if let Some(o) = self.steps_offset {
+            let n = self.num_train_timesteps();
+            if o < 0 || o as usize >= n {
+                return Err(Error::config("steps_offset", format!("found {o}, expected 0 to {} (num_train_timesteps - 1)", n - 1)));
+            }
+        }
+        // The schedule itself: every beta it derives (scaled_linear squares, sigmoid maps)
+        // must be a probability, and alpha-bar must stay positive.
+        crate::schedule::Schedule::from_config(self)?;
+        Ok(())
     }
 
     /// Reads a `scheduler_config.json` file.
@@ -147,7 +215,7 @@ impl SchedulerConfig {
                 continue; // _class_name, _diffusers_version
             }
             match key.as_str() {
-                "num_train_timesteps" => c.num_train_timesteps = Some(uint(key, v)? as usize),
+                "num_train_timesteps" => c.num_train_timesteps = Some(usize::try_from(uint(key, v)?).unwrap_or(usize::MAX)),
                 "beta_start" => c.beta_start = Some(float(key, v)?),
                 "beta_end" => c.beta_end = Some(float(key, v)?),
                 "beta_schedule" => {
@@ -197,18 +265,18 @@ impl SchedulerConfig {
                     })
                 }
                 "timestep_spacing" => c.timestep_spacing = Some(string(key, v)?.parse()?),
-                "steps_offset" => c.steps_offset = Some(uint(key, v)? as i64),
+                "steps_offset" => c.steps_offset = Some(i64::try_from(uint(key, v)?).unwrap_or(i64::MAX)),
                 "set_alpha_to_one" => c.set_alpha_to_one = Some(boolean(key, v)?),
                 "thresholding" => c.thresholding = Some(boolean(key, v)?),
                 "dynamic_thresholding_ratio" => c.dynamic_thresholding_ratio = Some(float(key, v)?),
                 "sample_max_value" => c.sample_max_value = Some(float(key, v)?),
                 "rescale_betas_zero_snr" => c.rescale_betas_zero_snr = Some(boolean(key, v)?),
                 "solver_order" => {
-                    let order = uint(key, v)? as usize;
+                    let order = uint(key, v)?;
                     if !(1..=2).contains(&order) {
                         return Err(Error::config(key, format!("found {order}, expected 1 or 2")));
                     }
-                    c.solver_order = Some(order);
+                    c.solver_order = Some(order as usize);
                 }
                 "lower_order_final" => c.lower_order_final = Some(boolean(key, v)?),
                 other => match inert_key(other, v) {

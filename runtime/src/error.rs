@@ -7,8 +7,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A scheduler or model config key is unknown, unsupported or of the wrong type.
-    #[error("config key `{key}`: {msg}")]
-    Config { key: String, msg: String },
+    #[error("{}config key `{key}`: {msg}", file_prefix(.file))]
+    Config { file: String, key: String, msg: String },
     /// A config file or metadata entry is not valid JSON.
     #[error("{what}: invalid JSON: {msg}")]
     Json { what: String, msg: String },
@@ -37,6 +37,12 @@ pub enum Error {
     #[cfg(feature = "onnx")]
     #[error("ONNX Runtime: {0}")]
     Ort(#[from] ort::Error),
+    /// A request needs more memory than the limit (see [`crate::limits`]).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The machine cannot run what was asked (a precision its CPU lacks, ...).
+    #[error("{0}")]
+    Unsupported(String),
     /// The denoiser failed (for denoisers outside this crate).
     #[error("denoiser: {0}")]
     Denoiser(String),
@@ -44,7 +50,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn config(key: &str, msg: impl Into<String>) -> Self {
-        Error::Config { key: key.to_string(), msg: msg.into() }
+        Error::Config { file: String::new(), key: key.to_string(), msg: msg.into() }
     }
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), err: source }
@@ -63,6 +69,14 @@ impl Error {
             return true;
         }
         false
+    }
+}
+
+fn file_prefix(file: &str) -> String {
+    if file.is_empty() {
+        String::new()
+    } else {
+        format!("{file}: ")
     }
 }
 

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 /// An ONNX network with one image input [B, C, H, W] and an output named `features`
 /// (else its last output); an output named `logits` gives the class statistics.
 pub struct FeatureExtractor {
+    name: String,
     session: Session,
     input: String,
     pub channels: usize,
@@ -24,7 +25,7 @@ pub struct FeatureExtractor {
 
 impl FeatureExtractor {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::limits::read_regular_file(path, 2 << 30, "ONNX feature extractor")?;
         Self::from_memory(&bytes, &path.display().to_string())
     }
 
@@ -43,10 +44,16 @@ impl FeatureExtractor {
         if dims[1..].iter().any(|&d| d <= 0) {
             return Err(Error::bad_file(name, "the extractor's input must have fixed C, H and W"));
         }
+        let image: Vec<usize> = dims[1..].iter().map(|&d| d as usize).collect();
+        crate::limits::check_memory(
+            &format!("{name}: a batch of 256 images of {}x{}x{} (the extractor's input)", image[0], image[1], image[2]),
+            crate::limits::bytes_of(&image, 4 * 256 * 2),
+        )?;
         if !session.outputs().iter().any(|o| o.name() == "features") {
             tracing::info!("{name}: no output named `features`; using its last output");
         }
         Ok(Self {
+            name: name.to_string(),
             input: input.name().to_string(),
             channels: dims[1] as usize,
             height: dims[2] as usize,
@@ -73,13 +80,37 @@ impl FeatureExtractor {
                 vec![b as i64, self.channels as i64, self.height as i64, self.width as i64],
                 images[start * per..(start + b) * per].to_vec(),
             ))?;
-            let out = self.session.run(ort::inputs![self.input.as_str() => x])?;
-            let f = out.get("features").unwrap_or(&out[out.len() - 1]);
-            feats.extend_from_slice(f.try_extract_tensor::<f32>()?.1);
-            if let Some(l) = out.get("logits") {
-                has_logits = true;
-                logits.extend_from_slice(l.try_extract_tensor::<f32>()?.1);
+            let out = self
+                .session
+                .run(ort::inputs![self.input.as_str() => x])
+                .map_err(|e| Error::bad_file(&self.name, format!("ONNX Runtime could not run the extractor: {e}")))?;
+            let bad_output = |what: &str, msg: String| Error::bad_file(&self.name, format!("extractor output `{what}`: {msg}"));
+            let (fname, f) = match out.get("features") {
+                Some(f) => ("features".to_string(), f),
+                None => {
+                    let last = out.len().checked_sub(1).ok_or_else(|| bad_output("features", "the extractor has no output".into()))?;
+                    ("(the last output)".to_string(), &out[last])
+                }
+            };
+            let (shape, values) = f.try_extract_tensor::<f32>().map_err(|e| bad_output(&fname, format!("{e}, expected float32")))?;
+            if shape.len() != 2 || shape[0] != b as i64 || shape[1] < 1 {
+                return Err(bad_output(&fname, format!("shape {:?}, expected [{b}, D] with D at least 1", &shape[..])));
             }
+            feats.extend_from_slice(values);
+            if let Some(l) = out.get("logits") {
+                let (shape, values) = l.try_extract_tensor::<f32>().map_err(|e| bad_output("logits", format!("{e}, expected float32")))?;
+                if shape.len() != 2 || shape[0] != b as i64 || shape[1] < 1 {
+                    return Err(bad_output("logits", format!("shape {:?}, expected [{b}, K] with K at least 1", &shape[..])));
+                }
+                has_logits = true;
+                logits.extend_from_slice(values);
+            }
+        }
+        if feats.iter().any(|v| !v.is_finite()) {
+            return Err(Error::bad_file(&self.name, "extractor output `features` contains NaN or infinite values"));
+        }
+        if logits.iter().any(|v| !v.is_finite()) {
+            return Err(Error::bad_file(&self.name, "extractor output `logits` contains NaN or infinite values"));
         }
         Ok((feats, has_logits.then_some(logits)))
     }
@@ -155,11 +186,19 @@ pub fn evaluate(extractor: &mut FeatureExtractor, samples: &[f32], n_samples: us
         return Err(Error::InvalidArgument("FID needs at least 2 samples and 2 real images".into()));
     }
     let (fs, logits) = extractor.features(samples, n_samples)?;
-    let (fr, _) = extractor.features(real, n_real)?;
     let d = fs.len() / n_samples;
+    // The moments hold an [n, d] matrix and a few [d, d] ones in float64.
+    crate::limits::check_memory(
+        &format!("FID over {d} features of {} images", n_samples.max(n_real)),
+        crate::limits::bytes_of(&[d, d], 8 * 8) + crate::limits::bytes_of(&[n_samples.max(n_real), d], 8 * 2),
+    )?;
+    let (fr, _) = extractor.features(real, n_real)?;
     let (m1, s1) = moments(&fs, n_samples, d);
     let (m2, s2) = moments(&fr, n_real, d);
     let fid = frechet_distance(&m1, &s1, &m2, &s2);
+    if !fid.is_finite() {
+        return Err(Error::NonFinite("the Fréchet distance (the features' covariance)".into()));
+    }
     let (confidence, class_entropy, predicted) = match logits {
         Some(l) => {
             let (c, e, p) = class_stats(&l, n_samples);
@@ -208,18 +247,27 @@ pub fn load_images(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
         return Ok((data, [shape[0], shape[1], shape[2], shape[3]]));
     }
     if name.contains("idx3") {
-        let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let raw = crate::limits::read_regular_file(path, 4 << 30, "IDX images file")?;
         let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+            // Decompressed no further than the memory limit allows (a gzip bomb stops there).
+            let (limit, _) = crate::limits::memory_limit();
             let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| Error::bad_file(path, format!("corrupt gzip: {e}")))?;
+            flate2::read::GzDecoder::new(&raw[..])
+                .take(limit / 5)
+                .read_to_end(&mut out)
+                .map_err(|e| Error::bad_file(path, format!("corrupt gzip: {e}")))?;
+            if out.len() as u64 >= limit / 5 {
+                crate::limits::check_memory(&format!("{}: the decompressed IDX file", path.display()), limit as u128 + 1)?;
+            }
             out
         } else {
             raw
         };
         let u = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
-        if bytes.len() < 16 || u(0) != 0x0803 || bytes.len() != 16 + u(4) * u(8) * u(12) {
+        if bytes.len() < 16 || u(0) != 0x0803 || bytes.len() as u128 != 16 + crate::limits::bytes_of(&[u(4), u(8), u(12)], 1) {
             return Err(Error::bad_file(path, "not an IDX image file (magic 0x00000803, [N, H, W] bytes)"));
         }
+        crate::limits::check_memory(&format!("{}: {} images of {}x{} as float32", path.display(), u(4), u(8), u(12)), crate::limits::bytes_of(&[u(4), u(8), u(12)], 4))?;
         let data = bytes[16..].iter().map(|&p| p as f32 / 127.5 - 1.0).collect();
         return Ok((data, [u(4), 1, u(8), u(12)]));
     }

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod denoiser;
 pub mod error;
+pub mod limits;
 #[cfg(feature = "onnx")]
 pub mod eval;
 pub mod noise;
@@ -45,3 +46,4 @@ pub use onnx::{ExecutionProvider, OnnxDenoiser, Precision};
 pub use pipeline::{ClassLabels, Pipeline, Progress, Samples};
 pub use sampler::{Sampler, SamplerKind, SamplerOptions};
 pub use schedule::Schedule;
+pub use sys::CpuFeatures;

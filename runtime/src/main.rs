@@ -23,6 +23,19 @@ enum Command {
     /// Sample quality: FID between two image sets in an ONNX feature extractor's space,
     /// and (extractors with logits) mean confidence and class-histogram entropy.
     Eval(EvalArgs),
+    /// What this machine offers: the ONNX Runtime library, execution providers, CPU
+    /// features, usable precisions, the model cache and the built-in model (for bug reports).
+    Info(InfoArgs),
+}
+
+#[derive(clap::Args)]
+struct InfoArgs {
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The model cache folder to report [default: $DDPM_RS_CACHE/models].
+    #[arg(long, value_name = "DIR")]
+    model_cache: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -40,10 +53,20 @@ struct EvalArgs {
     /// Use only the first N images of each set.
     #[arg(long)]
     n: Option<usize>,
+    /// The most memory a request may use (e.g. 8G) [default: 80% of the machine's memory].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_memory: Option<u64>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    ddpm_runtime::limits::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
     use ddpm_runtime::eval::{evaluate, load_images, FeatureExtractor};
+    if let Some(m) = args.max_memory {
+        ddpm_runtime::limits::set_memory_limit(m);
+    }
     let mut extractor = match &args.extractor {
         Some(p) => FeatureExtractor::from_file(p)?,
         None => FeatureExtractor::from_memory(ddpm_runtime::pretrained::DIGIT_CLASSIFIER, "the built-in digit classifier")?,
@@ -68,6 +91,9 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
             }
             n = limit;
             data.truncate(n * expected.iter().product::<usize>());
+        }
+        if n < 2 {
+            return Err(bad(format!("{}: {n} images, expected at least 2 for a covariance", path.display())));
         }
         sets.push((data, n));
     }
@@ -114,6 +140,7 @@ enum EpArg {
 enum PrecisionArg {
     Fp32,
     Bf16,
+    Auto,
     Fp16,
     Int8,
 }
@@ -123,6 +150,7 @@ impl PrecisionArg {
         match self {
             Self::Fp32 => "fp32",
             Self::Bf16 => "bf16",
+            Self::Auto => "auto",
             Self::Fp16 => "fp16",
             Self::Int8 => "int8",
         }
@@ -162,10 +190,14 @@ struct SampleArgs {
     /// Execution provider [default: cpu; openvino for --precision bf16].
     #[arg(long, value_enum)]
     ep: Option<EpArg>,
-    /// Arithmetic of the model: fp32 (exact), or bf16 (OpenVINO execution provider, needs
-    /// the set-up option `scripts/setup-env.sh --openvino`).
+    /// Arithmetic of the model: fp32 (exact); bf16 (a CPU with avx512_bf16 or amx_bf16, on
+    /// the OpenVINO execution provider: set-up option `make setup-openvino`); auto (bf16
+    /// where the CPU and library run it, else fp32; says which).
     #[arg(long, value_enum, default_value = "fp32")]
     precision: PrecisionArg,
+    /// The most memory a request may use (e.g. 8G) [default: 80% of the machine's memory].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_memory: Option<u64>,
     /// Keep the optimized model in this folder for faster next starts
     /// [default: $DDPM_RS_CACHE/models, or ~/.cache/ddpm-rs/models].
     #[arg(long, value_name = "DIR")]
@@ -212,7 +244,22 @@ fn bad(msg: impl Into<String>) -> anyhow::Error {
 
 fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    if let Some(m) = args.max_memory {
+        ddpm_runtime::limits::set_memory_limit(m);
+    }
     let precision: Precision = args.precision.name().parse()?;
+    if let Some(t) = args.threads {
+        ddpm_runtime::limits::check_threads("--threads", t)?;
+    }
+    if args.batch_size == 0 {
+        return Err(bad("--batch-size 0: expected at least 1"));
+    }
+    if args.n == Some(0) {
+        return Err(bad("--n 0: expected at least 1 sample"));
+    }
+    if !args.eta.is_finite() || args.eta < 0.0 {
+        return Err(bad(format!("--eta {}: expected a finite number >= 0", args.eta)));
+    }
     let out = OutputKind::from_path(&args.out)?;
     out.check_writable()?;
     if let Some(t) = &args.trajectory {
@@ -248,6 +295,9 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     };
     let shape = model.shape();
     let config = model.scheduler_config();
+    if args.precision == PrecisionArg::Auto {
+        eprintln!("{}", model.precision_choice());
+    }
 
     let mut pipeline_noise = None;
     if let Some(path) = &args.noise {
@@ -332,10 +382,11 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let n = samples.shape[0];
     let secs = samples.total_time.as_secs_f64();
     println!(
-        "wrote {n} samples to {} ({} {} steps): {:.2} s, {:.2} samples/s, {:.2} ms per model evaluation ({} evaluations); total {:.2} s",
+        "wrote {n} samples to {} ({} {} steps, {}): {:.2} s, {:.2} samples/s, {:.2} ms per model evaluation ({} evaluations); total {:.2} s",
         args.out,
         kind.name(),
         samples.evaluations / n.div_ceil(args.batch_size.max(1)).max(1),
+        model.precision_choice(),
         secs,
         n as f64 / secs.max(1e-9),
         samples.model_time.as_secs_f64() * 1e3 / samples.evaluations.max(1) as f64,
@@ -354,13 +405,134 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sample(args) => sample(args),
         Command::Eval(args) => eval(args),
+        Command::Info(args) => info(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(classify(&e))
         }
     }
+}
+
+/// The error chain as one line: whitespace (ONNX Runtime's messages span lines) collapsed,
+/// a cause that repeats its context said once.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        if parts.last().is_some_and(|p: &String| p.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    let mut line = parts.join(": ");
+    if line.len() > 1000 {
+        let cut = (0..=1000).rev().find(|&i| line.is_char_boundary(i)).unwrap_or(0);
+        line.truncate(cut);
+        line.push_str(" ...");
+    }
+    line
+}
+
+fn info(args: InfoArgs) -> anyhow::Result<()> {
+    use ddpm_runtime::onnx::{library_info, Library};
+    use ddpm_runtime::sys::{cpu_model, logical_cpus, physical_cores, CpuFeatures};
+    use serde_json::json;
+    let cpu = CpuFeatures::get();
+    let library = library_info(None, Library::Default);
+    let openvino = option_env!("DDPM_RS_ORT_OPENVINO_DYLIB_RECORDED").filter(|p| std::path::Path::new(p).is_file());
+    let cache = args.model_cache.clone().unwrap_or_else(|| ddpm_runtime::sys::cache_dir().join("models"));
+    let (files, bytes) = folder_size(&cache);
+    let (mem_limit, mem_source) = ddpm_runtime::limits::memory_limit();
+    // Precisions this machine really runs.
+    let bf16_ok = cpu.has_bf16() && openvino.is_some();
+    let bf16_why = if !cpu.has_bf16() {
+        "no: the CPU has no avx512_bf16 or amx_bf16".to_string()
+    } else if openvino.is_none() {
+        "no: the OpenVINO build of ONNX Runtime is not installed (make setup-openvino, then rebuild)".to_string()
+    } else {
+        format!("yes: on openvino ({})", if cpu.avx512_bf16 { "avx512_bf16" } else { "amx_bf16" })
+    };
+    let auto = if bf16_ok { "bf16 on openvino" } else { "fp32 on cpu" };
+    let model = ddpm_runtime::pretrained::DIGITS_MODEL.map(|b| {
+        let desc = OnnxDenoiser::builder()
+            .static_shapes(false)
+            .intra_threads(1)
+            .from_memory(b, "the built-in digits model")
+            .map(|m| {
+                let s = m.shape();
+                format!("{}x{}x{}, {} classes", s.channels, s.height, s.width, s.num_classes.unwrap_or(0))
+            })
+            .unwrap_or_else(|e| format!("not loadable: {e}"));
+        (b.len(), desc)
+    });
+    if args.json {
+        let lib = match &library {
+            Ok(l) => json!({"path": l.path, "version": l.version, "build": format!("{:?}", l.build).to_lowercase(), "execution_providers": l.providers}),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        let out = json!({
+            "runtime_version": env!("CARGO_PKG_VERSION"),
+            "onnxruntime": lib,
+            "openvino_build": openvino,
+            "cpu": {
+                "model": cpu_model(),
+                "logical_cpus": logical_cpus(),
+                "physical_cores": physical_cores(),
+                "features": cpu.present(),
+                "missing": cpu.absent(),
+                "masked": cpu.masked,
+                "bf16_arithmetic": cpu.has_bf16(),
+            },
+            "precisions": {"fp32": true, "bf16": bf16_ok, "auto": auto},
+            "model_cache": {"path": cache, "files": files, "bytes": bytes},
+            "memory_limit": {"bytes": mem_limit, "source": mem_source},
+            "builtin_model": model.as_ref().map(|(n, d)| json!({"name": "digits", "bytes": n, "shape": d})),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("ddpm-rs runtime {}", env!("CARGO_PKG_VERSION"));
+    match &library {
+        Ok(l) => {
+            println!("ONNX Runtime {} ({:?} build) from {}", l.version, l.build, l.path.display());
+            println!("  execution providers: {}", l.providers.join(", "));
+        }
+        Err(e) => println!("ONNX Runtime: {}", one_line(&anyhow::anyhow!(e.to_string()))),
+    }
+    println!(
+        "  OpenVINO build (for bf16): {}",
+        openvino.map_or("not installed (make setup-openvino, then rebuild)".to_string(), |p| p.to_string())
+    );
+    println!("CPU: {} ({} logical CPUs, {} physical cores)", cpu_model(), logical_cpus(), physical_cores());
+    println!("  features: {}; lacks {}", cpu.summary(), if cpu.absent().is_empty() { "none".into() } else { cpu.absent().join(", ") });
+    println!("precision: fp32 yes (cpu{}); bf16 {bf16_why}; auto: {auto}", if openvino.is_some() { ", openvino" } else { "" });
+    println!("model cache: {} ({files} files, {})", cache.display(), ddpm_runtime::limits::human(bytes));
+    println!("memory limit: {} ({mem_source})", ddpm_runtime::limits::human(mem_limit));
+    match model {
+        Some((n, d)) => println!("built-in model: digits ({d}; {}, models/pretrained/digits)", ddpm_runtime::limits::human(n as u64)),
+        None => println!("built-in model: none in this build"),
+    }
+    Ok(())
+}
+
+/// Files and bytes under a folder (not following links).
+fn folder_size(dir: &std::path::Path) -> (u64, u64) {
+    let mut stack = vec![dir.to_path_buf()];
+    let (mut files, mut bytes) = (0, 0);
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                files += 1;
+                bytes += m.len();
+            }
+        }
+    }
+    (files, bytes)
 }

@@ -57,9 +57,18 @@ pub fn write_npy(path: impl AsRef<Path>, data: &[f32], shape: &[usize]) -> Resul
 /// Reads a float32 .npy file: (data, shape).
 pub fn read_npy(path: impl AsRef<Path>) -> Result<(Vec<f32>, Vec<usize>)> {
     let path = path.as_ref();
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::limits::open_regular(path, ".npy file")?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(|e| Error::bad_file(path, format!("not a .npy file: {e}")))?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
+    let shape: Vec<usize> = npy.shape().iter().map(|&s| usize::try_from(s).unwrap_or(usize::MAX)).collect();
+    // The header's shape must fit in the file before anything is allocated for it.
+    let bytes = crate::limits::bytes_of(&shape, 4);
+    if bytes > file_len as u128 {
+        return Err(Error::bad_file(
+            path,
+            format!("the header declares shape {shape:?} ({bytes} bytes of float32), but the file holds only {file_len} bytes"),
+        ));
+    }
     if npy.order() != npyz::Order::C {
         return Err(Error::bad_file(path, "Fortran-ordered array, expected C order"));
     }
@@ -73,11 +82,13 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<(Vec<f32>, Vec<usize>)> {
 
 /// Reads an 8-bit grayscale or RGB PNG as [C, H, W] values in [-1, 1].
 pub fn read_png(path: &Path) -> Result<(Vec<f32>, usize, usize, usize)> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::limits::open_regular(path, "PNG image")?;
     let mut decoder = png::Decoder::new(BufReader::new(file));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(|e| Error::bad_file(path, format!("not a PNG: {e}")))?;
-    let mut buf = vec![0u8; reader.output_buffer_size().unwrap_or(0)];
+    let size = reader.output_buffer_size().ok_or_else(|| Error::bad_file(path, "PNG dimensions too large"))?;
+    crate::limits::check_memory(&format!("{}: a PNG of {}x{}", path.display(), reader.info().width, reader.info().height), size as u128 * 5)?;
+    let mut buf = vec![0u8; size];
     let info = reader.next_frame(&mut buf).map_err(|e| Error::bad_file(path, format!("corrupt PNG: {e}")))?;
     let (w, h) = (info.width as usize, info.height as usize);
     let (c, stride) = match info.color_type {

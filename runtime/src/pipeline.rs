@@ -238,9 +238,26 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
                 return Err(Error::NonFinite("initial noise".into()));
             }
         }
-        let labels = self.resolve_labels(n)?;
         let per = shape.sample_len();
         let steps = sampler::build(&self.config, &self.options)?.timesteps().len();
+        // Everything the run holds, checked before anything is allocated: the samples, the
+        // recorded trajectory, a batch's buffers and the labels.
+        let frames = self.trajectory_every.map_or(0, |e| steps.div_ceil(e.max(1)) + 1);
+        let b = self.batch_size.min(n);
+        let needed = crate::limits::bytes_of(&[n, per], 4 * (1 + frames))
+            + crate::limits::bytes_of(&[b, per.max(shape.out_channels * shape.pixels())], 4 * 6)
+            + crate::limits::bytes_of(&[n], 8);
+        crate::limits::check_memory(
+            &format!(
+                "{n} samples of {}x{}x{} float32 in batches of {b}{}",
+                shape.channels,
+                shape.height,
+                shape.width,
+                if frames > 0 { format!(" with {frames} trajectory frames") } else { String::new() }
+            ),
+            needed,
+        )?;
+        let labels = self.resolve_labels(n)?;
         let total_evals = n.div_ceil(self.batch_size) * steps;
         let mut data = vec![0.0f32; n * per];
         let mut trajectory: Vec<(usize, Vec<f32>)> = Vec::new();

@@ -157,7 +157,8 @@ fn bad_inputs_exit_2_with_one_line_and_write_nothing() {
     bad(&["--model", &g, "--sampler", "euler", "--out", &out], "euler");
     bad(&["--model", &g, "--ep", "cuda", "--out", &out], "cuda");
     bad(&["--model", &g, "--ep", "tensorrt", "--out", &out], "tensorrt");
-    bad(&["--model", &g, "--ep", "cpu", "--precision", "bf16", "--out", &out], "openvino");
+    // bf16 on the CPU provider: refused for the provider (a bf16 CPU) or for the CPU itself.
+    bad(&["--model", &g, "--ep", "cpu", "--precision", "bf16", "--out", &out], "bf16");
     bad(&["--model", &g, "--precision", "fp16", "--out", &out], "precision");
     bad(&["--model", &g, "--precision", "int8", "--out", &out], "precision");
     bad(&["--model", &g, "--n", "0", "--out", &out], "n");
@@ -267,8 +268,19 @@ fn sample_without_a_model_uses_the_default_one_and_labels_steer_it() {
     }
 }
 
-/// --precision bf16 samples close to fp32 (same seed), and not byte-identical to them; the
-/// model cache folder is filled on the first run and --no-model-cache writes nothing.
+fn runtime_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_runtime"));
+    c.args(args).env_remove("RUST_LOG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// --precision bf16 samples close to fp32 (same seed) and not byte-identical to them where
+/// the CPU has bf16 arithmetic; elsewhere it exits 2 naming what the CPU lacks, and auto
+/// gives the fp32 bytes and says so. The model cache folder is filled on the first run and
+/// --no-model-cache writes nothing.
 #[test]
 fn bf16_is_close_to_fp32_and_the_model_cache_is_used() {
     let d = tmp();
@@ -278,12 +290,25 @@ fn bf16_is_close_to_fp32_and_the_model_cache_is_used() {
     let common = ["--model", &model, "--n", "4", "--steps", "10", "--seed", "5", "--model-cache", &cache];
     ok(&[&common[..], &["--out", &a]].concat());
     assert!(std::fs::read_dir(format!("{cache}/optimized")).unwrap().count() == 1, "fp32: one optimized model cached");
-    ok(&[&common[..], &["--precision", "bf16", "--out", &b]].concat());
-    assert!(std::fs::read_dir(format!("{cache}/openvino")).unwrap().count() >= 1, "bf16: OpenVINO's compiled model cached");
-    let ((x, _), (y, _)) = (read_npy(&a).unwrap(), read_npy(&b).unwrap());
-    let mean_abs = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).sum::<f32>() / x.len() as f32;
-    assert!(mean_abs > 0.0, "bf16 gave the fp32 bytes: not reduced precision");
-    assert!(mean_abs < 0.05, "bf16 samples differ from fp32 by {mean_abs} on average");
+    let cpu = ddpm_runtime::CpuFeatures::get();
+    if cpu.has_bf16() {
+        eprintln!("branch: this CPU has bf16 arithmetic ({})", cpu.summary());
+        ok(&[&common[..], &["--precision", "bf16", "--out", &b]].concat());
+        assert!(std::fs::read_dir(format!("{cache}/openvino")).unwrap().count() >= 1, "bf16: OpenVINO's compiled model cached");
+        let ((x, _), (y, _)) = (read_npy(&a).unwrap(), read_npy(&b).unwrap());
+        let mean_abs = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).sum::<f32>() / x.len() as f32;
+        assert!(mean_abs > 0.0, "bf16 gave the fp32 bytes: not reduced precision");
+        assert!(mean_abs < 0.05, "bf16 samples differ from fp32 by {mean_abs} on average");
+    } else {
+        eprintln!("branch: no bf16 arithmetic on this CPU ({})", cpu.summary());
+        bad(&[&common[..], &["--precision", "bf16", "--out", &b]].concat(), "no bf16 arithmetic");
+        assert!(!Path::new(&b).exists());
+        let out = runtime(&[&common[..], &["--precision", "auto", "--out", &b]].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("precision auto: fp32 (this CPU has no bf16 arithmetic"), "{stderr}");
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "auto's fp32 is not the fp32 run");
+    }
     // The default cache folder is $DDPM_RS_CACHE/models; --no-model-cache leaves it alone.
     let home = p(d.path(), "home");
     for (flag, expect) in [(Some("--no-model-cache"), false), (None, true)] {
@@ -296,4 +321,56 @@ fn bf16_is_close_to_fp32_and_the_model_cache_is_used() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(Path::new(&home).join("models/optimized").is_dir(), expect, "{flag:?}");
     }
+}
+
+/// The branch of a CPU without bf16, taken on every machine: DDPM_RS_CPU_MASK hides the
+/// AVX-512 and AMX features from the runtime's detection. bf16 is refused naming what is
+/// missing (and that it was masked), auto runs fp32 and says why, and `runtime info` agrees.
+#[test]
+fn without_bf16_arithmetic_bf16_is_refused_and_auto_runs_fp32() {
+    let d = tmp();
+    let model = format!("{}/../models/pretrained/digits/digits.onnx", env!("CARGO_MANIFEST_DIR"));
+    let mask = [("DDPM_RS_CPU_MASK", "avx512,amx")];
+    let (a, b, c) = (p(d.path(), "fp32.npy"), p(d.path(), "bf16.npy"), p(d.path(), "auto.npy"));
+    let common = ["sample", "--threads", "1", "--model", &model, "--n", "2", "--steps", "4", "--seed", "3", "--no-model-cache"];
+    let o = runtime_env(&[&common[..], &["--out", &a]].concat(), &mask);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = runtime_env(&[&common[..], &["--precision", "bf16", "--out", &b]].concat(), &mask);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| !l.trim().is_empty()).count(), 1, "{stderr}");
+    assert!(stderr.contains("no bf16 arithmetic") && stderr.contains("avx512_bf16") && stderr.contains("amx_bf16"), "{stderr}");
+    assert!(!Path::new(&b).exists());
+    let o = runtime_env(&[&common[..], &["--precision", "auto", "--out", &c]].concat(), &mask);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("precision auto: fp32 (this CPU has no bf16 arithmetic"), "{stderr}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("precision auto: fp32"));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap(), "auto's fp32 is not the fp32 run");
+    let o = runtime_env(&["info", "--json"], &mask);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(info["cpu"]["bf16_arithmetic"], false, "{info}");
+    assert_eq!(info["precisions"]["bf16"], false, "{info}");
+    assert_eq!(info["precisions"]["auto"], "fp32 on cpu", "{info}");
+    assert!(info["cpu"]["missing"].as_array().unwrap().iter().any(|f| f == "avx512_bf16"), "{info}");
+}
+
+/// `runtime info`: one screen for a bug report, and the same as JSON.
+#[test]
+fn info_describes_the_library_cpu_precisions_cache_and_model() {
+    let d = tmp();
+    let cache = p(d.path(), "cache");
+    let o = runtime_env(&["info", "--model-cache", &cache], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for needle in ["ddpm-rs runtime", "ONNX Runtime 1.", "execution providers: ", "CPUExecutionProvider", "CPU: ", "features: ", "precision: fp32 yes", "model cache: ", "built-in model: "] {
+        assert!(text.contains(needle), "no {needle:?} in\n{text}");
+    }
+    let o = runtime_env(&["info", "--json"], &[]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cpu = ddpm_runtime::CpuFeatures::get();
+    assert_eq!(info["cpu"]["bf16_arithmetic"], cpu.has_bf16());
+    assert_eq!(info["cpu"]["features"].as_array().unwrap().len(), cpu.present().len());
+    assert!(info["onnxruntime"]["execution_providers"].as_array().unwrap().iter().any(|p| p == "CPUExecutionProvider"), "{info}");
 }

@@ -52,7 +52,7 @@ fn fit_then_export_then_sample() {
         config,
         scheduler_json: ddpm_runtime::config::PAPER_DEFAULTS.into(),
         options,
-        resume: false,
+        resume: None,
         device: tch::Device::Cpu,
         threads: 1,
     };

@@ -81,9 +81,17 @@ struct FitArgs {
     /// libtorch threads [default: physical cores]. Bit-identical results need the same count.
     #[arg(long)]
     threads: Option<i32>,
-    /// Continue the run in --out from its last checkpoint.
+    /// Continue the run in --out from its last checkpoint, with its own network, schedule
+    /// and hyper-parameters (only --steps, --save-every, --sample-every, --preview-steps may change).
     #[arg(long)]
     resume: bool,
+    /// The most memory a request may use (e.g. 8G) [default: 80% of the machine's memory].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_memory: Option<u64>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    ddpm_runtime::limits::parse_size(s).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -146,54 +154,162 @@ fn usage(msg: impl Into<String>) -> TrainError {
     TrainError::Usage(msg.into())
 }
 
-fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
-    let run = RunDir(a.out.clone());
-    let resuming = a.resume && run.latest().is_some();
-    if !a.resume && run.latest().is_some() {
-        return Err(usage(format!("{} already holds a run: pass --resume to continue it, or choose another --out", a.out.display())));
+/// The paper's schedule as a DDPMScheduler config (the default of a new run).
+fn paper_scheduler_json() -> Result<String, TrainError> {
+    serde_json::to_string_pretty(&serde_json::json!({
+        "_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02,
+        "beta_schedule": "linear", "variance_type": "fixed_small", "clip_sample": true, "clip_sample_range": 1.0,
+        "prediction_type": "epsilon", "timestep_spacing": "leading", "steps_offset": 0
+    }))
+    .map_err(|e| TrainError::Io(e.to_string()))
+}
+
+/// Checks every hyper-parameter before anything is written.
+fn check_options(o: &TrainOptions, t_count: usize) -> Result<(), TrainError> {
+    if o.steps == 0 || o.steps > 1_000_000_000 {
+        return Err(usage(format!("--steps {}: expected 1 to 1000000000", o.steps)));
     }
-    // 1. network, schedule and hyper-parameters
-    let (config, mut options) = if resuming {
-        let config = UNetConfig::from_file(&a.out.join("unet/config.json"))?;
-        (config, preset("digits")?.1)
-    } else {
-        match (&a.config, &a.preset) {
-            (Some(path), None) => {
-                let config = UNetConfig::from_file(path)?;
-                let defaults = TrainOptions { steps: 10_000, ..preset("digits")?.1 };
-                (config, defaults)
+    if o.batch_size == 0 || o.batch_size > 65_536 {
+        return Err(usage(format!("--batch-size {}: expected 1 to 65536", o.batch_size)));
+    }
+    if o.save_every == 0 {
+        return Err(usage("--save-every 0: expected at least 1"));
+    }
+    if !(o.lr.is_finite() && o.lr > 0.0) {
+        return Err(usage(format!("--lr {}: expected a finite number > 0", o.lr)));
+    }
+    if !(o.ema_decay.is_finite() && (0.0..1.0).contains(&o.ema_decay)) {
+        return Err(usage(format!("--ema-decay {}: expected a number in [0, 1)", o.ema_decay)));
+    }
+    if !(o.grad_clip.is_finite() && o.grad_clip >= 0.0) {
+        return Err(usage(format!("--grad-clip {}: expected a finite number >= 0 (0: no clipping)", o.grad_clip)));
+    }
+    if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+        return Err(usage(format!("--weight-decay {}: expected a finite number >= 0", o.weight_decay)));
+    }
+    if o.sample_every > 0 && (o.preview_steps == 0 || o.preview_steps > t_count) {
+        return Err(usage(format!(
+            "--preview-steps {}: expected 1 to {t_count} (num_train_timesteps) when --sample-every is {} (0 turns previews off)",
+            o.preview_steps, o.sample_every
+        )));
+    }
+    Ok(())
+}
+
+fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
+    if let Some(m) = a.max_memory {
+        ddpm_runtime::limits::set_memory_limit(m);
+    }
+    if let Some(t) = a.threads {
+        if t < 1 {
+            return Err(usage(format!("--threads {t}: expected at least 1")));
+        }
+        ddpm_runtime::limits::check_threads("--threads", t as usize)?;
+    }
+    let run = RunDir(a.out.clone());
+    // 1. network, schedule and hyper-parameters: a resumed run's own (its folder is checked
+    // and trusted no further than itself), or a new run's from the preset or config and flags.
+    let resumed = if a.resume { run.resume_state()? } else { None };
+    if !a.resume {
+        if let Some(what) = run.holds_a_run() {
+            return Err(usage(format!(
+                "{} already holds a run ({what}): pass --resume to continue it, or choose another --out",
+                a.out.display()
+            )));
+        }
+    }
+    let given = match (&a.config, &a.preset) {
+        (Some(path), None) => {
+            let config = UNetConfig::from_file(path)?;
+            Some((config, TrainOptions { steps: 10_000, ..preset("digits")?.1 }))
+        }
+        (None, Some(name)) => Some(preset(name)?),
+        _ => None,
+    };
+    let (config, mut options, scheduler_json, threads) = match &resumed {
+        Some(r) => {
+            let config = UNetConfig::from_file(&a.out.join("unet/config.json"))?;
+            if let Some((given_config, _)) = &given {
+                if *given_config != config {
+                    return Err(usage(format!(
+                        "{}: the network of --{} differs from the run's own ({}); a resumed run keeps its network",
+                        a.out.display(),
+                        if a.config.is_some() { "config" } else { "preset" },
+                        a.out.join("unet/config.json").display()
+                    )));
+                }
             }
-            (None, Some(name)) => preset(name)?,
-            _ => return Err(usage("give --config FILE or --preset NAME (digits, cifar10)")),
+            let p = a.out.join("scheduler/scheduler_config.json");
+            let text = ddpm_runtime::limits::read_regular_text(&p, ddpm_runtime::limits::MAX_CONFIG_BYTES, "scheduler config")?;
+            SchedulerConfig::from_json_str(&text, &p.display().to_string())?;
+            if let Some(sc) = &a.scheduler_config {
+                let given = ddpm_runtime::limits::read_regular_text(sc, ddpm_runtime::limits::MAX_CONFIG_BYTES, "scheduler config")?;
+                if SchedulerConfig::from_json_str(&given, &sc.display().to_string())? != SchedulerConfig::from_json_str(&text, "")? {
+                    return Err(usage(format!("--scheduler-config {}: differs from the run's own ({}); a resumed run keeps its schedule", sc.display(), p.display())));
+                }
+            }
+            (config, r.options.clone(), text, a.threads.unwrap_or(r.threads))
+        }
+        None => {
+            let Some((config, options)) = given else {
+                return Err(usage(if a.resume {
+                    format!("--resume: {} holds no run to continue; give --config FILE or --preset NAME (digits, cifar10) to start one", a.out.display())
+                } else {
+                    "give --config FILE or --preset NAME (digits, cifar10)".to_string()
+                }));
+            };
+            let text = match &a.scheduler_config {
+                Some(p) => {
+                    let text = ddpm_runtime::limits::read_regular_text(p, ddpm_runtime::limits::MAX_CONFIG_BYTES, "scheduler config")?;
+                    SchedulerConfig::from_json_str(&text, &p.display().to_string())?;
+                    text
+                }
+                None => paper_scheduler_json()?,
+            };
+            let threads = a.threads.unwrap_or_else(|| ddpm_runtime::sys::physical_cores() as i32);
+            (config, options, text, threads)
         }
     };
-    let scheduler_json = if resuming {
-        let p = a.out.join("scheduler/scheduler_config.json");
-        std::fs::read_to_string(&p).map_err(|e| usage(format!("{}: {e}", p.display())))?
-    } else if let Some(p) = &a.scheduler_config {
-        let text = std::fs::read_to_string(p).map_err(|e| usage(format!("{}: {e}", p.display())))?;
-        SchedulerConfig::from_json_str(&text, &p.display().to_string())?;
-        text
-    } else {
-        serde_json::to_string_pretty(&serde_json::json!({
-            "_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02,
-            "beta_schedule": "linear", "variance_type": "fixed_small", "clip_sample": true, "clip_sample_range": 1.0,
-            "prediction_type": "epsilon", "timestep_spacing": "leading", "steps_offset": 0
-        }))
-        .map_err(|e| TrainError::Io(e.to_string()))?
-    };
-    macro_rules! set {
-        ($($f:ident),*) => { $( if let Some(v) = a.$f { options.$f = v; } )* };
+    // Flags. On resume only how long and how often to save and preview may change; any
+    // other flag must agree with the run's own value.
+    macro_rules! flag {
+        ($($f:ident),*) => { $(
+            if let Some(v) = a.$f {
+                if let (Some(r), false) = (&resumed, options.$f == v) {
+                    return Err(usage(format!(
+                        "--{} {:?}: the run in {} was started with {:?}; a resumed run keeps its hyper-parameters (only --steps, --save-every, --sample-every and --preview-steps may change)",
+                        stringify!($f).replace('_', "-"), v, a.out.display(), r.options.$f
+                    )));
+                }
+                options.$f = v;
+            }
+        )* };
     }
-    set!(steps, batch_size, lr, warmup, ema_decay, grad_clip, weight_decay, seed, save_every, sample_every, preview_steps);
-    if a.flip {
+    flag!(batch_size, lr, warmup, ema_decay, grad_clip, weight_decay, seed);
+    if a.flip && !options.flip {
+        if resumed.is_some() {
+            return Err(usage(format!("--flip: the run in {} was started without flips; a resumed run keeps its hyper-parameters", a.out.display())));
+        }
         options.flip = true;
     }
-    if options.batch_size == 0 || options.save_every == 0 || options.steps == 0 {
-        return Err(usage("--steps, --batch-size and --save-every must be at least 1"));
+    if let Some(v) = a.steps {
+        options.steps = v;
     }
-    if !(0.0..1.0).contains(&options.ema_decay) || !(options.lr > 0.0) {
-        return Err(usage("--ema-decay must be in [0, 1) and --lr positive"));
+    if let Some(v) = a.save_every {
+        options.save_every = v;
+    }
+    if let Some(v) = a.sample_every {
+        options.sample_every = v;
+    }
+    if let Some(v) = a.preview_steps {
+        options.preview_steps = v;
+    }
+    let sched = SchedulerConfig::from_json_str(&scheduler_json, "scheduler config")?;
+    check_options(&options, sched.num_train_timesteps())?;
+    if let Some(r) = &resumed {
+        if options.steps < r.step {
+            return Err(usage(format!("--steps {}: the run is already at step {}", options.steps, r.step)));
+        }
     }
     let (h, w) = config.sample_size.ok_or_else(|| usage("config key `sample_size`: missing, the trainer needs the image size"))?;
     if !(config.in_channels == 1 || config.in_channels == 3) {
@@ -205,6 +321,15 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
             config.out_channels, config.in_channels
         )));
     }
+    // Memory: weights, gradients, EMA and two Adam moments, and a batch's activations
+    // (a generous bound: every level's width at full resolution, a few tensors each).
+    let params = ddpm_models::parameter_count(&config)?;
+    let widest = config.block_out_channels.iter().copied().max().unwrap_or(1);
+    let activations = ddpm_runtime::limits::bytes_of(&[options.batch_size, widest, h, w], 4 * 4 * config.block_out_channels.len() * (config.layers_per_block + 2));
+    ddpm_runtime::limits::check_memory(
+        &format!("training a network of {params} parameters on batches of {} images of {h}x{w}", options.batch_size),
+        ddpm_runtime::limits::bytes_of(&[params], 4 * 5) + activations,
+    )?;
 
     // 2. data
     let t0 = std::time::Instant::now();
@@ -232,7 +357,6 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
         DeviceArg::Cuda if tch::Cuda::is_available() => tch::Device::Cuda(0),
         DeviceArg::Cuda => return Err(usage("--device cuda: no CUDA device is available to libtorch")),
     };
-    let threads = a.threads.unwrap_or_else(|| ddpm_runtime::sys::physical_cores() as i32);
     tch::set_num_threads(threads);
     std::fs::create_dir_all(a.out.join("scheduler")).map_err(|e| usage(format!("{}: {e}", a.out.display())))?;
     ddpm_models::weights::write_atomically(&a.out.join("scheduler/scheduler_config.json"), scheduler_json.as_bytes())?;
@@ -249,7 +373,7 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     let steps = options.steps;
-    let spec = FitSpec { run: a.out.clone(), data: dataset, config, scheduler_json, options, resume: a.resume, device, threads };
+    let spec = FitSpec { run: a.out.clone(), data: dataset, config, scheduler_json, options, resume: resumed, device, threads };
     match fit(spec, stop)? {
         Outcome::Finished { images_per_s } => {
             println!(

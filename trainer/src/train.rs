@@ -41,14 +41,113 @@ pub enum Outcome {
 /// The run folder (DESIGN.md): unet/, scheduler/, train_state/, loss.csv, samples/.
 pub struct RunDir(pub PathBuf);
 
+/// What `--resume` continues from: the newest checkpoint of the run, checked.
+#[derive(Debug, Clone)]
+pub struct ResumeState {
+    pub dir: PathBuf,
+    pub step: u64,
+    pub options: TrainOptions,
+    pub threads: i32,
+}
+
+/// The files of a checkpoint folder.
+const CHECKPOINT_FILES: [&str; 6] =
+    ["params.safetensors", "ema.safetensors", "adam_m.safetensors", "adam_v.safetensors", "state.json", "loss.csv"];
+
+fn is_checkpoint_name(name: &str) -> bool {
+    name.len() == 13 && name.starts_with("step-") && name[5..].bytes().all(|b| b.is_ascii_digit())
+}
+
 impl RunDir {
     fn state(&self) -> PathBuf {
         self.0.join("train_state")
     }
+
+    /// The newest checkpoint as LATEST names it, if LATEST names one of this run's own.
     pub fn latest(&self) -> Option<PathBuf> {
         let name = std::fs::read_to_string(self.state().join("LATEST")).ok()?;
-        let p = self.state().join(name.trim());
-        p.is_dir().then_some(p)
+        let name = name.trim();
+        if !is_checkpoint_name(name) {
+            return None;
+        }
+        let p = self.state().join(name);
+        let meta = std::fs::symlink_metadata(&p).ok()?;
+        meta.is_dir().then_some(p)
+    }
+
+    /// What makes this folder a run (so that a new fit does not overwrite it), if anything.
+    pub fn holds_a_run(&self) -> Option<String> {
+        ["train_state", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "loss.csv"]
+            .into_iter()
+            .find(|f| self.0.join(f).symlink_metadata().is_ok())
+            .map(|f| format!("{f} is there"))
+    }
+
+    /// The checkpoint `--resume` continues from, checked: LATEST must name a checkpoint
+    /// folder of this run (`step-NNNNNNNN` inside train_state, not a link), holding every
+    /// file, with a readable state.json of the same step. None: the folder holds no run
+    /// at all (nothing to resume). A damaged run is an error naming the file, never a
+    /// silent new start over its checkpoints.
+    pub fn resume_state(&self) -> Result<Option<ResumeState>> {
+        let state = self.state();
+        if self.holds_a_run().is_none() {
+            return Ok(None);
+        }
+        let bad = |msg: String| TrainError::Usage(msg);
+        let checkpoints = || -> String {
+            let mut names: Vec<String> = std::fs::read_dir(&state)
+                .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| is_checkpoint_name(n)).collect())
+                .unwrap_or_default();
+            names.sort();
+            if names.is_empty() { "none".into() } else { names.join(", ") }
+        };
+        if !state.is_dir() {
+            return Err(bad(format!("{}: missing, so {} holds no checkpoint to resume from", state.display(), self.0.display())));
+        }
+        let latest_path = state.join("LATEST");
+        let text = ddpm_runtime::limits::read_regular_text(&latest_path, 4096, "LATEST")
+            .map_err(|e| bad(format!("{e} (the run's checkpoints: {})", checkpoints())))?;
+        let name = text.trim();
+        if !is_checkpoint_name(name) {
+            return Err(bad(format!(
+                "{}: names {name:?}, expected a checkpoint of this run (step-NNNNNNNN inside {}; there: {})",
+                latest_path.display(),
+                state.display(),
+                checkpoints()
+            )));
+        }
+        let dir = state.join(name);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(bad(format!("{}: not a checkpoint folder (a link or a file), named by {}", dir.display(), latest_path.display()))),
+            Err(_) => {
+                return Err(bad(format!(
+                    "{}: names {name}, which is missing (the run's checkpoints: {}); nothing was changed",
+                    latest_path.display(),
+                    checkpoints()
+                )))
+            }
+        }
+        for f in CHECKPOINT_FILES {
+            let p = dir.join(f);
+            if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+                return Err(bad(format!("{}: missing or not a regular file; the checkpoint {name} is incomplete", p.display())));
+            }
+        }
+        let state_path = dir.join("state.json");
+        let text = ddpm_runtime::limits::read_regular_text(&state_path, 1 << 20, "state.json")?;
+        let parsed: StateJson = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("{}: not a checkpoint state ({e}); expected the JSON the trainer writes", state_path.display())))?;
+        let named_step: u64 = name[5..].parse().unwrap_or(u64::MAX);
+        if parsed.step != named_step {
+            return Err(bad(format!("{}: step {}, but the folder is {name}", state_path.display(), parsed.step)));
+        }
+        for f in ["unet/config.json", "scheduler/scheduler_config.json"] {
+            if !self.0.join(f).is_file() {
+                return Err(bad(format!("{}: missing; the run cannot be resumed without it", self.0.join(f).display())));
+            }
+        }
+        Ok(Some(ResumeState { dir, step: parsed.step, options: parsed.options, threads: parsed.threads }))
     }
 }
 
@@ -125,8 +224,10 @@ pub struct FitSpec {
     pub data: Dataset,
     pub config: UNetConfig,
     pub scheduler_json: String,
+    /// The run's options, already merged with the flags that may change on resume.
     pub options: TrainOptions,
-    pub resume: bool,
+    /// The checkpoint to continue from (see [`RunDir::resume_state`]); None: a new run.
+    pub resume: Option<ResumeState>,
     pub device: Device,
     pub threads: i32,
 }
@@ -144,19 +245,36 @@ fn write_loss_csv(path: &Path, rows: &[(u64, f64, f64)]) -> Result<()> {
     Ok(())
 }
 
+/// The loss history of a checkpoint: every row must parse, steps strictly increasing; a
+/// damaged file is an error naming the line (the history is never silently dropped).
 fn read_loss_csv(path: &Path, up_to: u64) -> Result<Vec<(u64, f64, f64)>> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(vec![]) };
-    let mut rows = Vec::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() < 3 {
+    let text = ddpm_runtime::limits::read_regular_text(path, 1 << 30, "loss history")?;
+    let bad = |line: usize, msg: String| TrainError::Usage(format!("{}: line {line}: {msg}", path.display()));
+    let mut lines = text.lines();
+    if lines.next().map(str::trim) != Some("step,loss,lr") {
+        return Err(bad(1, "expected the header step,loss,lr".into()));
+    }
+    let mut rows: Vec<(u64, f64, f64)> = Vec::new();
+    for (i, line) in lines.enumerate() {
+        if line.trim().is_empty() {
             continue;
         }
-        let (Ok(s), Ok(l), Ok(lr)) = (f[0].parse::<u64>(), f[1].parse::<f64>(), f[2].parse::<f64>()) else { continue };
+        let f: Vec<&str> = line.split(',').collect();
+        let parsed = match f.as_slice() {
+            [s, l, lr] => (s.trim().parse::<u64>(), l.trim().parse::<f64>(), lr.trim().parse::<f64>()),
+            _ => return Err(bad(i + 2, format!("found {line:?}, expected step,loss,lr"))),
+        };
+        let (Ok(s), Ok(l), Ok(lr)) = parsed else { return Err(bad(i + 2, format!("found {line:?}, expected an integer step and two numbers"))) };
+        if rows.last().is_some_and(|r| r.0 >= s) {
+            return Err(bad(i + 2, format!("step {s} does not follow step {}", rows.last().map_or(0, |r| r.0))));
+        }
         // Roll back to the checkpoint so that no step appears twice.
         if s <= up_to {
             rows.push((s, l, lr));
         }
+    }
+    if up_to > 0 && rows.last().map(|r| r.0) != Some(up_to) {
+        return Err(bad(0, format!("the history ends at step {}, expected the checkpoint's step {up_to}", rows.last().map_or(0, |r| r.0))));
     }
     Ok(rows)
 }
@@ -175,6 +293,18 @@ impl Checkpointer<'_> {
         let state = self.run.state();
         std::fs::create_dir_all(&state).map_err(|e| io_err(&state, e))?;
         let name = format!("step-{step:08}");
+        // A non-finite weight is never checkpointed: the last good checkpoint stays LATEST.
+        for (what, set) in [("weights", params), ("EMA weights", ema)] {
+            for (n, t) in set {
+                let finite = t.f_isfinite()?.f_all()?.int64_value(&[]) != 0;
+                if !finite {
+                    return Err(TrainError::Diverged(format!(
+                        "{what}: {n} holds NaN or infinite values at step {step}: stopping; the last good checkpoint ({}) is kept",
+                        self.run.latest().map(|p| p.display().to_string()).unwrap_or_default()
+                    )));
+                }
+            }
+        }
         let tmp = tempfile::Builder::new().prefix(".tmp-step-").tempdir_in(&state).map_err(|e| io_err(&state, e))?;
         write_safetensors(&tmp.path().join("params.safetensors"), &to_weights(params)?)?;
         write_safetensors(&tmp.path().join("ema.safetensors"), &to_weights(ema)?)?;
@@ -221,26 +351,43 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
     let device = spec.device;
 
     // 1. state: fresh or from the last checkpoint
-    let (mut options, start, params_w, ema_w, moments) = match run.latest().filter(|_| spec.resume) {
-        Some(dir) => {
-            let state: StateJson = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).map_err(|e| io_err(&dir, e))?)
-                .map_err(|e| io_err(&dir.join("state.json"), e))?;
-            if state.threads != spec.threads {
-                tracing::warn!("the run was started with {} threads, resumed with {}: results stay close but are not bit-identical", state.threads, spec.threads);
+    let options = spec.options.clone();
+    let (start, params_w, ema_w, moments) = match &spec.resume {
+        Some(r) => {
+            let dir = &r.dir;
+            if r.threads != spec.threads {
+                tracing::warn!("the run was started with {} threads, resumed with {}: results stay close but are not bit-identical", r.threads, spec.threads);
             }
             let m = read_safetensors(&dir.join("adam_m.safetensors"))?;
             let v = read_safetensors(&dir.join("adam_v.safetensors"))?;
-            (state.options, state.step, read_safetensors(&dir.join("params.safetensors"))?, read_safetensors(&dir.join("ema.safetensors"))?, Some((m, v)))
+            let params = read_safetensors(&dir.join("params.safetensors"))?;
+            let ema = read_safetensors(&dir.join("ema.safetensors"))?;
+            // Every tensor the network needs, of its shape, finite.
+            let expected = parameter_list(&spec.config)?;
+            for (file, w) in [("params", &params), ("ema", &ema), ("adam_m", &m), ("adam_v", &v)] {
+                let path = dir.join(format!("{file}.safetensors"));
+                if w.len() != expected.len() {
+                    return Err(TrainError::Usage(format!("{}: {} tensors, expected {} (the network of unet/config.json)", path.display(), w.len(), expected.len())));
+                }
+                for (name, shape) in &expected {
+                    match w.get(name) {
+                        Some(t) if &t.shape == shape => {
+                            if t.data.iter().any(|x| !x.is_finite()) {
+                                return Err(TrainError::Usage(format!("{}: tensor {name} holds NaN or infinite values", path.display())));
+                            }
+                        }
+                        Some(t) => return Err(TrainError::Usage(format!("{}: tensor {name} has shape {:?}, expected {shape:?}", path.display(), t.shape))),
+                        None => return Err(TrainError::Usage(format!("{}: tensor {name} is missing", path.display()))),
+                    }
+                }
+            }
+            (r.step, params, ema, Some((m, v)))
         }
         None => {
             let w = init_weights(&spec.config, spec.options.seed)?;
-            (spec.options.clone(), 0, w.clone(), w, None)
+            (0, w.clone(), w, None)
         }
     };
-    // Flags that may change on resume: how long, how often to save and preview.
-    options.steps = spec.options.steps;
-    options.save_every = spec.options.save_every;
-    options.sample_every = spec.options.sample_every;
 
     let params = to_tensors(&params_w, device, true)?;
     let ema = to_tensors(&ema_w, device, false)?;
@@ -251,8 +398,8 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
     }
     let ckpt = Checkpointer { run: &run, config: &spec.config, options: &options, threads: spec.threads };
     let loss_path = run.0.join("loss.csv");
-    let mut rows = match run.latest().filter(|_| start > 0) {
-        Some(dir) => read_loss_csv(&dir.join("loss.csv"), start)?,
+    let mut rows = match &spec.resume {
+        Some(r) => read_loss_csv(&r.dir.join("loss.csv"), start)?,
         None => vec![],
     };
     if start == 0 {

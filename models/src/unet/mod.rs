@@ -41,7 +41,7 @@ pub struct UNet2DModel {
 
 impl UNet2DModel {
     pub fn new(config: UNetConfig) -> Result<Self> {
-        config.validate("config")?;
+        config.check_values("config")?;
         Ok(Self { config })
     }
 

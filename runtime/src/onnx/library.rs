@@ -110,3 +110,60 @@ pub(super) fn environment_for(explicit: Option<&Path>, library: Library) -> Resu
 pub(super) fn loaded_library() -> Option<PathBuf> {
     ENVIRONMENT.lock().ok()?.as_ref().map(|l| l.path.clone())
 }
+
+/// What `runtime info` says of the loaded ONNX Runtime library.
+#[derive(Debug, Clone)]
+pub struct LibraryInfo {
+    pub path: PathBuf,
+    pub build: Library,
+    /// From the library's build string ("git-branch=rel-1.31.1, ...") or its file name.
+    pub version: String,
+    /// The execution providers the library was built with (ONNX Runtime's names).
+    pub providers: Vec<String>,
+}
+
+/// Loads ONNX Runtime as [`environment_for`] does (the OpenVINO build when `library` says
+/// so) and describes it.
+pub fn library_info(explicit: Option<&Path>, library: Library) -> Result<LibraryInfo> {
+    environment_for(explicit, library)?;
+    let (path, build) = {
+        let guard = ENVIRONMENT.lock().map_err(|_| Error::OrtLoad("a previous attempt panicked".into()))?;
+        let loaded = guard.as_ref().ok_or_else(|| Error::OrtLoad("not loaded".into()))?;
+        (loaded.path.clone(), loaded.library)
+    };
+    let info = ort::info();
+    let version = info
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .find_map(|part| part.strip_prefix("git-branch=rel-"))
+        .map(str::to_string)
+        .or_else(|| {
+            let name = path.file_name()?.to_string_lossy().to_string();
+            name.strip_prefix("libonnxruntime.so.").map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".into());
+    Ok(LibraryInfo { path, build, version, providers: available_providers()? })
+}
+
+/// The execution providers compiled into the loaded library (ONNX Runtime's
+/// GetAvailableProviders).
+fn available_providers() -> Result<Vec<String>> {
+    use std::ffi::{c_char, c_int, CStr};
+    let api = ort::api();
+    let (get, release) = (api.GetAvailableProviders, api.ReleaseAvailableProviders);
+    let mut list: *mut *mut c_char = std::ptr::null_mut();
+    let mut n: c_int = 0;
+    // SAFETY: ONNX Runtime fills `list` with `n` NUL-terminated strings that stay valid until
+    // they are released below; a non-null status is an error and leaves nothing to release.
+    unsafe {
+        let status = get(&mut list, &mut n);
+        if !status.0.is_null() {
+            (api.ReleaseStatus)(status.0);
+            return Ok(Vec::new());
+        }
+        let names = (0..n.max(0) as usize)
+            .map(|i| CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned())
+            .collect();
+        let _ = release(list, n);
+        Ok(names)
+    }
+}

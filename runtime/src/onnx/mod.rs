@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::sampler::AffineStep;
 use cache::{content_key, prune_cache, CACHE_KEEP};
 use library::{environment_for, loaded_library};
-pub use library::{environment, Library};
+pub use library::{environment, library_info, Library, LibraryInfo};
 pub use provider::{ExecutionProvider, Precision};
 
 /// How the model declares its timestep input.
@@ -111,7 +111,8 @@ impl OnnxDenoiserBuilder {
     /// Loads a model file.
     pub fn from_file(self, path: impl AsRef<Path>) -> Result<OnnxDenoiser> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        // An ONNX protobuf holds at most 2 GiB.
+        let bytes = crate::limits::read_regular_file(path, 2 << 30, "ONNX model")?;
         self.load(bytes.into(), path)
     }
 
@@ -121,13 +122,69 @@ impl OnnxDenoiserBuilder {
     }
 
     fn load(self, bytes: Arc<[u8]>, path: &Path) -> Result<OnnxDenoiser> {
-        let mut providers = self.providers.clone();
-        if self.precision != Precision::Fp32 && !self.providers_given {
-            providers = vec![ExecutionProvider::OpenVino];
+        if let Some(t) = self.intra_threads {
+            crate::limits::check_threads("intra-op threads", t)?;
         }
+        let cpu = crate::sys::CpuFeatures::get();
+        // What runs: the requested precision, checked against the CPU, or auto's choice.
+        let (precision, providers, choice) = match self.precision {
+            Precision::Auto => {
+                let openvino_allowed = !self.providers_given || self.providers.contains(&ExecutionProvider::OpenVino);
+                if cpu.has_bf16() && openvino_allowed {
+                    let fallback = if self.providers_given {
+                        self.providers.iter().copied().filter(|&e| e != ExecutionProvider::OpenVino).collect()
+                    } else {
+                        vec![ExecutionProvider::Cpu]
+                    };
+                    (Precision::Bf16, vec![ExecutionProvider::OpenVino], Some(fallback))
+                } else {
+                    let why = if cpu.has_bf16() {
+                        "the execution providers asked for do not include openvino".to_string()
+                    } else {
+                        format!("this CPU has no bf16 arithmetic: no avx512_bf16, no amx_bf16; it {}", cpu.summary())
+                    };
+                    let providers = if self.providers_given { self.providers.clone() } else { vec![ExecutionProvider::Cpu] };
+                    return self.load_with(bytes, path, Precision::Fp32, providers, format!("precision auto: fp32 ({why})"));
+                }
+            }
+            Precision::Bf16 => {
+                Precision::Bf16.check_cpu()?;
+                let providers = if self.providers_given { self.providers.clone() } else { vec![ExecutionProvider::OpenVino] };
+                (Precision::Bf16, providers, None)
+            }
+            Precision::Fp32 => (Precision::Fp32, self.providers.clone(), None),
+        };
+        match choice {
+            None => {
+                let note = format!("precision {}", precision.name());
+                self.load_with(bytes, path, precision, providers, note)
+            }
+            // auto on a bf16 CPU: bf16 on OpenVINO, else (no OpenVINO build) fp32, said so.
+            Some(fallback) => {
+                let why = format!("this CPU has {}", if cpu.avx512_bf16 { "avx512_bf16" } else { "amx_bf16" });
+                match self.clone().load_with(bytes.clone(), path, precision, providers, format!("precision auto: bf16 on openvino ({why})")) {
+                    Ok(m) => Ok(m),
+                    Err(e) if !fallback.is_empty() => {
+                        let note = format!("precision auto: fp32 ({why}, but bf16 is not available: {e})");
+                        self.load_with(bytes, path, Precision::Fp32, fallback, note)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    fn load_with(
+        self,
+        bytes: Arc<[u8]>,
+        path: &Path,
+        precision: Precision,
+        providers: Vec<ExecutionProvider>,
+        choice: String,
+    ) -> Result<OnnxDenoiser> {
         let options = LoadOptions {
             threads: self.intra_threads.unwrap_or_else(physical_cores),
-            precision: self.precision,
+            precision,
             cache_dir: self.cache_dir.clone(),
             static_shapes: self.static_shapes,
         };
@@ -167,6 +224,7 @@ impl OnnxDenoiserBuilder {
         model.ep = ep;
         model.options = options;
         model.path = path.to_path_buf();
+        model.choice = format!("{choice} on {}", ep.name());
         if !model.options.static_shapes || model.batch_dim.is_none() {
             // One session for every batch size.
             model.dynamic = Some(model.make_session(None)?);
@@ -239,6 +297,8 @@ pub struct OnnxDenoiser {
     shape: ModelShape,
     scheduler_config: Option<SchedulerConfig>,
     unet_config: Option<Value>,
+    /// What runs and why, in one line ("precision auto: fp32 (...) on cpu").
+    choice: String,
 }
 
 fn tensor_info(vt: &ValueType) -> Option<(TensorElementType, Vec<i64>)> {
@@ -349,6 +409,20 @@ impl OnnxDenoiser {
             }
             (None, _) => None,
         };
+        if channels == 0 || height == 0 || width == 0 || out_channels == 0 {
+            return Err(bad(format!(
+                "input `{sample_name}`: a sample of {channels}x{height}x{width} with {out_channels} output channels, expected every size at least 1"
+            )));
+        }
+        crate::limits::check_memory(
+            &format!("{}: one sample of {channels}x{height}x{width} float32 (input `{sample_name}`, and {out_channels} output channels)", path.display()),
+            crate::limits::bytes_of(&[channels.max(out_channels), height, width], 4 * 4),
+        )?;
+        if let Some(n) = num_classes {
+            if n > 1 << 24 {
+                return Err(bad(format!("metadata unet_config: num_class_embeds {n}, expected at most {}", 1 << 24)));
+            }
+        }
         let mut feeds = Vec::new();
         for (name, _, _) in &inputs {
             feeds.push(if *name == sample_name {
@@ -399,6 +473,7 @@ impl OnnxDenoiser {
             shape: ModelShape { channels, height, width, out_channels, num_classes },
             scheduler_config,
             unet_config,
+            choice: String::new(),
         })
     }
 
@@ -407,9 +482,15 @@ impl OnnxDenoiser {
         self.ep
     }
 
-    /// The precision the model runs in.
+    /// The precision the model runs in (never [`Precision::Auto`]: auto's choice).
     pub fn precision(&self) -> Precision {
         self.options.precision
+    }
+
+    /// One line saying which precision and execution provider run, and for
+    /// [`Precision::Auto`] why: "precision auto: fp32 (this CPU has no bf16 arithmetic: ...) on cpu".
+    pub fn precision_choice(&self) -> &str {
+        &self.choice
     }
 
     /// A session with this batch size fixed (None: as the graph declares it). With a cache
@@ -482,6 +563,17 @@ impl OnnxDenoiser {
         }
         // A model without a named batch dimension (or static_shapes off): the one dynamic
         // session serves every size, and each size keeps its own buffers.
+        let s = self.shape;
+        crate::limits::check_memory(
+            &format!(
+                "{}: a batch of {batch} samples of {}x{}x{} float32 (the model's input and output buffers)",
+                self.path.display(),
+                s.channels,
+                s.height,
+                s.width
+            ),
+            crate::limits::bytes_of(&[batch, s.channels.max(s.out_channels), s.height, s.width], 4 * 8),
+        )?;
         let session = if self.dynamic.is_some() { None } else { Some(self.make_session(Some(batch))?) };
         let b = batch as i64;
         let t_shape = |scalar: bool, single: bool| -> Vec<i64> {
@@ -515,7 +607,6 @@ impl OnnxDenoiser {
             Some(_) => Some(Tensor::from_array((vec![b], vec![0i64; batch]))?.into_dyn()),
             None => None,
         };
-        let s = self.shape;
         let out = Tensor::<f32>::new(&Allocator::default(), [batch, s.out_channels, s.height, s.width])?;
         let run_options = RunOptions::new()?.with_outputs(OutputSelector::no_default().with(&self.output).preallocate(&self.output, out));
         let fused = if self.fused {
@@ -674,21 +765,29 @@ impl OnnxDenoiser {
             (Mode::Fused(..), Some((_, _, o))) => o,
             _ => &bound.run_options,
         };
-        let outputs = match self.feeds.as_slice() {
-            [a, b] => session.run_with_options([value(*a)?, value(*b)?], options)?,
-            [a, b, c] => session.run_with_options([value(*a)?, value(*b)?, value(*c)?], options)?,
-            [a, b, c, d] => session.run_with_options([value(*a)?, value(*b)?, value(*c)?, value(*d)?], options)?,
-            [a, b, c, d, e] => session.run_with_options([value(*a)?, value(*b)?, value(*c)?, value(*d)?, value(*e)?], options)?,
-            other => return Err(Error::InvalidArgument(format!("the model has {} inputs, expected 2 to 5", other.len()))),
+        let path = &self.path;
+        let run_failed = |e: ort::Error| {
+            Error::bad_file(path, format!("ONNX Runtime could not run the graph on input `sample` [{batch}, {}, {}, {}]: {e}", s.channels, s.height, s.width))
         };
+        let outputs = match self.feeds.as_slice() {
+            [a, b] => session.run_with_options([value(*a)?, value(*b)?], options),
+            [a, b, c] => session.run_with_options([value(*a)?, value(*b)?, value(*c)?], options),
+            [a, b, c, d] => session.run_with_options([value(*a)?, value(*b)?, value(*c)?, value(*d)?], options),
+            [a, b, c, d, e] => session.run_with_options([value(*a)?, value(*b)?, value(*c)?, value(*d)?, value(*e)?], options),
+            other => return Err(Error::InvalidArgument(format!("the model has {} inputs, expected 2 to 5", other.len()))),
+        }
+        .map_err(run_failed)?;
         let copy = |name: &str, dst: &mut [f32]| -> Result<()> {
-            let (shape, data) = outputs[name].try_extract_tensor::<f32>()?;
+            let (shape, data) = outputs
+                .get(name)
+                .ok_or_else(|| Error::bad_file(path, format!("the graph produced no output `{name}`")))?
+                .try_extract_tensor::<f32>()
+                .map_err(|e| Error::bad_file(path, format!("model output `{name}`: {e}, expected float32")))?;
             if data.len() != dst.len() {
-                return Err(Error::Shape {
-                    name: format!("model output `{name}`"),
-                    found: format!("{:?}", &shape[..]),
-                    expected: format!("{} values", dst.len()),
-                });
+                return Err(Error::bad_file(
+                    path,
+                    format!("model output `{name}`: shape {:?}, expected {} values", &shape[..], dst.len()),
+                ));
             }
             dst.copy_from_slice(data);
             Ok(())

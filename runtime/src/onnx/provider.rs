@@ -38,8 +38,12 @@ pub enum Precision {
     Fp32,
     /// Convolutions and matrix products in bfloat16 (AVX512-BF16 / AMX), through the OpenVINO
     /// execution provider's inference precision hint; inputs, outputs and the sampler stay
-    /// float32.
+    /// float32. Refused on a CPU without bf16 arithmetic (OpenVINO would quietly run fp32).
     Bf16,
+    /// The fastest precision this CPU and library really run: bf16 where the CPU computes in
+    /// bf16 and the OpenVINO build of ONNX Runtime loads, fp32 otherwise. What was chosen,
+    /// and why, is [`OnnxDenoiser::precision_choice`](super::OnnxDenoiser::precision_choice).
+    Auto,
 }
 
 impl std::str::FromStr for Precision {
@@ -48,10 +52,11 @@ impl std::str::FromStr for Precision {
         match s {
             "fp32" => Ok(Self::Fp32),
             "bf16" => Ok(Self::Bf16),
+            "auto" => Ok(Self::Auto),
             "fp16" | "int8" => Err(Error::InvalidArgument(format!(
-                "precision {s}: not available on the CPU in this release (measured and not shipped, see BENCHMARKS.md); expected fp32 or bf16"
+                "precision {s}: not available on the CPU in this release (measured and not shipped, see BENCHMARKS.md); expected fp32, bf16 or auto"
             ))),
-            other => Err(Error::InvalidArgument(format!("precision: found \"{other}\", expected fp32 or bf16"))),
+            other => Err(Error::InvalidArgument(format!("precision: found \"{other}\", expected fp32, bf16 or auto"))),
         }
     }
 }
@@ -61,7 +66,21 @@ impl Precision {
         match self {
             Self::Fp32 => "fp32",
             Self::Bf16 => "bf16",
+            Self::Auto => "auto",
         }
+    }
+
+    /// Refuses a precision the CPU cannot compute in: bf16 without AVX512-BF16 or AMX-BF16.
+    pub fn check_cpu(self) -> Result<()> {
+        let cpu = crate::sys::CpuFeatures::get();
+        if self == Self::Bf16 && !cpu.has_bf16() {
+            return Err(Error::Unsupported(format!(
+                "precision bf16: this CPU ({}) has no bf16 arithmetic (needs avx512_bf16 or amx_bf16; it {}); use --precision fp32, or --precision auto for the fastest precision this machine runs",
+                crate::sys::cpu_model(),
+                cpu.summary()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -104,8 +123,8 @@ impl ExecutionProvider {
                     return Err(unavailable("the loaded ONNX Runtime library has no OpenVINO support"));
                 }
                 let hint = match options.precision {
-                    Precision::Fp32 => "f32",
                     Precision::Bf16 => "bf16",
+                    Precision::Fp32 | Precision::Auto => "f32",
                 };
                 let mut ep = ort::ep::OpenVINO::default()
                     .with_device_type("CPU")

@@ -40,8 +40,8 @@ impl Checkpoint {
             )));
         };
         let unet = UNetCheckpoint::load(&unet_dir)?;
-        let (scheduler_json, scheduler_source) = if sched_path.is_file() {
-            let text = std::fs::read_to_string(&sched_path).map_err(|e| ExportError::Usage(format!("{}: {e}", sched_path.display())))?;
+        let (scheduler_json, scheduler_source) = if sched_path.exists() {
+            let text = ddpm_runtime::limits::read_regular_text(&sched_path, ddpm_runtime::limits::MAX_CONFIG_BYTES, "scheduler config")?;
             // Validate with the runtime's parser: what the runtime will not run is refused here.
             SchedulerConfig::from_json_str(&text, &sched_path.display().to_string())?;
             (text, Some(sched_path))
@@ -50,6 +50,32 @@ impl Checkpoint {
         };
         Ok(Self { unet, scheduler_json, scheduler_source })
     }
+}
+
+/// `--out` must not be one of the files it is made from, nor inside the checkpoint's
+/// `unet/` folder (a link or a second spelling of the same path counts).
+pub fn refuse_overwriting_inputs(ckpt: &Checkpoint, out: &Path) -> Result<()> {
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let resolved = match (dir.canonicalize(), out.file_name()) {
+        (Ok(d), Some(name)) => {
+            let p = d.join(name);
+            p.canonicalize().unwrap_or(p)
+        }
+        _ => return Err(ExportError::Usage(format!("{}: not a file path", out.display()))),
+    };
+    let unet = ckpt.unet.dir.canonicalize().unwrap_or_else(|_| ckpt.unet.dir.clone());
+    let scheduler = ckpt.scheduler_source.as_ref().and_then(|p| p.canonicalize().ok());
+    if resolved.starts_with(&unet) || Some(&resolved) == scheduler.as_ref() {
+        return Err(ExportError::Usage(format!(
+            "--out {}: is one of the checkpoint's own files (in {}); write the model elsewhere",
+            out.display(),
+            if resolved.starts_with(&unet) { unet.display().to_string() } else { resolved.display().to_string() }
+        )));
+    }
+    if resolved.is_dir() {
+        return Err(ExportError::Usage(format!("--out {}: is a folder, expected a file name such as model.onnx", out.display())));
+    }
+    Ok(())
 }
 
 /// What an export did.
@@ -83,6 +109,17 @@ pub fn verify(bytes: &[u8], ckpt: &UNetCheckpoint, num_train_timesteps: usize) -
     for t in [num_train_timesteps as i64 / 3, num_train_timesteps as i64 - 1] {
         let a = onnx.predict(&x, batch, t, labels.as_deref())?;
         let b = forward_f32(&model, &ckpt.weights, &x, [batch, config.in_channels, h, w], &[t; 2], labels.as_deref())?;
+        // A NaN or infinite output is never "verified": from the checkpoint itself it is bad
+        // input (its config or weights compute NaN), from the exported graph alone a mismatch.
+        if b.iter().any(|v| !v.is_finite()) {
+            return Err(ExportError::Usage(format!(
+                "{}: the checkpoint computes NaN or infinite values in libtorch at t = {t} (check norm_eps and the weights): nothing to verify against",
+                ckpt.dir.display()
+            )));
+        }
+        if a.iter().any(|v| !v.is_finite()) {
+            return Err(ExportError::Mismatch { error: f32::NAN, tolerance: 0.0 });
+        }
         worst = worst.max(rel_error(&a, &b));
     }
     Ok(worst)
@@ -96,6 +133,12 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path, options: &ExportOptions,
     if !dir.is_dir() {
         return Err(ExportError::Usage(format!("{}: output folder does not exist", dir.display())));
     }
+    refuse_overwriting_inputs(ckpt, out)?;
+    let params = ddpm_models::parameter_count(&ckpt.unet.config)?;
+    ddpm_runtime::limits::check_memory(
+        &format!("exporting a network of {params} parameters (weights, graph and a verifying session)"),
+        ddpm_runtime::limits::bytes_of(&[params], 4 * 4),
+    )?;
     let bytes = export_model(&ckpt.unet.config, &ckpt.unet.weights, &ckpt.scheduler_json, options)?;
     let nodes = {
         use prost::Message;

@@ -55,6 +55,10 @@ fn run(cli: Cli) -> Result<(), ExportError> {
     match cli.command {
         Command::Fp16Unet { ckpt, out } => {
             let c = Checkpoint::open(&ckpt)?;
+            let (a, b) = (out.canonicalize().unwrap_or(out.clone()), c.unet.dir.canonicalize().unwrap_or(c.unet.dir.clone()));
+            if a == b || a.starts_with(&b) {
+                return Err(ExportError::Usage(format!("--out {}: is the checkpoint's own unet/ folder; write the copy elsewhere", out.display())));
+            }
             ddpm_models::weights::save_unet_f16(&out, &c.unet.config, &c.unet.weights)?;
             println!("wrote {} (float16 weights)", out.display());
             Ok(())
@@ -98,7 +102,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", ddpm_runtime::cli::one_line(&e.to_string()));
             ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
         }
     }

@@ -46,3 +46,15 @@ pub fn init_logging(default_level: &str, with_time: bool) {
         builder.without_time().init();
     }
 }
+
+/// An error message as one line: whitespace runs (ONNX Runtime's messages span lines)
+/// collapsed, at most 1,000 characters.
+pub fn one_line(message: &str) -> String {
+    let mut line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.len() > 1000 {
+        let cut = (0..=1000).rev().find(|&i| line.is_char_boundary(i)).unwrap_or(0);
+        line.truncate(cut);
+        line.push_str(" ...");
+    }
+    line
+}

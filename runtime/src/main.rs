@@ -252,7 +252,7 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
         ddpm_runtime::limits::check_threads("--threads", t)?;
     }
     if args.batch_size == 0 {
-        return Err(bad("--batch-size 0: expected at least 1"));
+        return Err(bad("--batch-size 0: the batch size must be at least 1"));
     }
     if args.n == Some(0) {
         return Err(bad("--n 0: expected at least 1 sample"));

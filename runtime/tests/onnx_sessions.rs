@@ -56,6 +56,13 @@ fn the_cached_optimized_model_gives_the_same_output() {
     let got = m.predict(&x, 2, 421, Some(&labels)).unwrap();
     assert!(max_rel_diff(&want, &got) < 1e-5);
     assert!(std::fs::metadata(&file).unwrap().len() > 1000, "the corrupt cache file was rebuilt");
+    // A different valid model placed under the key is not used: the cache checks what it loads.
+    let other = format!("{}/../tests/fixtures/onnx/gaussian.onnx", env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(&other, &file).unwrap();
+    let mut m = OnnxDenoiser::builder().intra_threads(1).cache_dir(dir.path()).from_file(digits_model()).unwrap();
+    let got = m.predict(&x, 2, 421, Some(&labels)).unwrap();
+    assert!(max_rel_diff(&want, &got) < 1e-5, "the model placed in the cache was used");
+    assert_ne!(std::fs::read(&file).unwrap(), std::fs::read(&other).unwrap(), "the replaced cache file was not rebuilt");
 }
 
 #[test]

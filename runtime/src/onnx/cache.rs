@@ -2,14 +2,62 @@
 
 use std::path::{Path, PathBuf};
 
-/// A key for a model's bytes and the library that optimizes it (a cache file name).
+use sha2::{Digest, Sha256};
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A key for a model's bytes, the library that optimizes it and the CPU it optimizes for
+/// (ONNX Runtime's blocked layouts depend on the vector width): a cache file name.
 pub(super) fn content_key(bytes: &[u8], library: Option<&Path>) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    library.hash(&mut h);
-    crate::sys::cpu_model().hash(&mut h);
-    format!("{:016x}-{}", h.finish(), bytes.len())
+    let mut h = Sha256::new();
+    h.update(bytes);
+    h.update(library.map(|l| l.display().to_string()).unwrap_or_default().as_bytes());
+    h.update(crate::sys::cpu_model().as_bytes());
+    h.update(crate::sys::CpuFeatures::get().present().join(",").as_bytes());
+    format!("{}-{}", &hex(&h.finalize())[..24], bytes.len())
+}
+
+/// The checksum of a cached model (what this runtime wrote there), in a sibling folder:
+/// `optimized/K.onnx` has `optimized.sha256/K.onnx`.
+fn checksum_path(file: &Path) -> PathBuf {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut folder = dir.file_name().unwrap_or_default().to_os_string();
+    folder.push(".sha256");
+    dir.with_file_name(folder).join(file.file_name().unwrap_or_default())
+}
+
+/// Records the checksum of a cached model just written (under a temporary name, renamed).
+pub(super) fn record_checksum(file: &Path) -> std::io::Result<()> {
+    let bytes = std::fs::read(file)?;
+    let sum = hex(&Sha256::digest(&bytes));
+    let sidecar = checksum_path(file);
+    if let Some(parent) = sidecar.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = sidecar.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, sum)?;
+    std::fs::rename(&tmp, &sidecar)
+}
+
+/// The bytes of a cached model if they are exactly what this runtime wrote (its checksum
+/// file agrees); an error saying why not otherwise. A cache is trusted no further than that:
+/// a file replaced under a key, truncated, or without its checksum is not used.
+pub(super) fn read_verified(file: &Path) -> Result<Vec<u8>, String> {
+    let bytes = crate::limits::read_regular_file(file, 2 << 30, "cached model").map_err(|e| e.to_string())?;
+    let want = std::fs::read_to_string(checksum_path(file)).map_err(|_| "no checksum file beside it".to_string())?;
+    let got = hex(&Sha256::digest(&bytes));
+    if want.trim() != got {
+        return Err(format!("its checksum {got} is not the {} recorded when it was written", want.trim()));
+    }
+    Ok(bytes)
+}
+
+/// Removes a cached model and its checksum.
+pub(super) fn remove(file: &Path) {
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(checksum_path(file));
 }
 
 /// How many files a model cache folder keeps (the most recently used).
@@ -31,6 +79,6 @@ pub(super) fn prune_cache(dir: &Path, keep: usize) {
     }
     files.sort_by(|a, b| b.0.cmp(&a.0));
     for (_, path) in files.into_iter().skip(keep) {
-        let _ = std::fs::remove_file(path);
+        remove(&path);
     }
 }

@@ -520,15 +520,17 @@ impl OnnxDenoiser {
         };
         if let Some(file) = &cached {
             if file.is_file() {
-                match builder(GraphOptimizationLevel::Disable)?.commit_from_file(file) {
+                let loaded = cache::read_verified(file)
+                    .and_then(|bytes| builder(GraphOptimizationLevel::Disable).map_err(|e| e.to_string())?.commit_from_memory(&bytes).map_err(|e| e.to_string()));
+                match loaded {
                     Ok(s) => {
                         // Marks it as recently used for prune_cache.
                         let _ = std::fs::File::options().append(true).open(file).and_then(|f| f.set_modified(std::time::SystemTime::now()));
                         return Ok(s);
                     }
                     Err(e) => {
-                        tracing::warn!("{}: unusable cached model ({e}); rebuilding it", file.display());
-                        let _ = std::fs::remove_file(file);
+                        tracing::warn!("{}: cached model not used ({e}); rebuilding it", file.display());
+                        cache::remove(file);
                     }
                 }
             }
@@ -543,6 +545,9 @@ impl OnnxDenoiser {
                         .map_err(bad_model)?;
                     if std::fs::rename(&tmp, file).is_err() {
                         let _ = std::fs::remove_file(&tmp);
+                    } else if let Err(e) = cache::record_checksum(file) {
+                        tracing::warn!("{}: could not record its checksum ({e})", file.display());
+                        cache::remove(file);
                     }
                     prune_cache(parent, CACHE_KEEP);
                     return Ok(session);

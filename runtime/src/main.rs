@@ -163,15 +163,15 @@ struct SampleArgs {
     #[arg(long, value_name = "FILE.onnx")]
     model: Option<PathBuf>,
     /// Number of samples [default: 16, or the N of --noise].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     n: Option<usize>,
     /// Samples per model evaluation (does not change the output).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, allow_hyphen_values = true)]
     batch_size: usize,
     #[arg(long, value_enum, default_value = "ddim")]
     sampler: SamplerArg,
     /// Inference steps [default: ddpm the full chain, ddim 50, dpm-solver++ 20].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     steps: Option<usize>,
     /// DDIM's eta: 0 deterministic, 1 DDPM-like.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
@@ -179,13 +179,13 @@ struct SampleArgs {
     /// [default: the model's scheduler config, else the sampler's diffusers default]
     #[arg(long, value_enum)]
     timestep_spacing: Option<SpacingArg>,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     seed: u64,
     /// Start from this x_T (float32 .npy, [N, C, H, W]) instead of noise from --seed.
     #[arg(long, value_name = "XT.npy")]
     noise: Option<PathBuf>,
     /// Class of every sample (class-conditional models); uniform over classes without it.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     class_label: Option<i64>,
     /// Execution provider [default: cpu; openvino for --precision bf16].
     #[arg(long, value_enum)]
@@ -206,7 +206,7 @@ struct SampleArgs {
     #[arg(long, conflicts_with = "model_cache")]
     no_model_cache: bool,
     /// Intra-op threads [default: physical cores].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     threads: Option<usize>,
     /// FILE.png (a grid), FILE.npy (float32 [N, C, H, W]) or DIR/ (one PNG per sample).
     #[arg(long, default_value = "samples.png")]
@@ -311,6 +311,9 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
                 expected[1],
                 expected[2]
             )));
+        }
+        if dims[0] == 0 {
+            return Err(bad(format!("{}: holds 0 samples, expected at least 1", path.display())));
         }
         if let Some(n) = args.n {
             if n != dims[0] {

@@ -372,7 +372,10 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
     let out = s(&dir.join("new.npy"));
     let ex = s(&existing);
     let sample = |extra: &[&str], needle: &str| {
-        let mut args = vec!["sample", "--threads", "1", "--no-model-cache"];
+        let mut args = vec!["sample", "--no-model-cache"];
+        if !extra.contains(&"--threads") {
+            args.extend(["--threads", "1"]);
+        }
         args.extend_from_slice(extra);
         case("runtime", &args, needle)
     };
@@ -530,7 +533,7 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
     // Flags.
     for (extra, needle) in [
         (vec!["--n", "1000000000000"], "1000000000000 samples"),
-        (vec!["--batch-size", "1000000000"], "batch of 1000000000"),
+        (vec!["--n", "100000000", "--batch-size", "100000000"], "100000000 samples"),
         (vec!["--n", "0"], "--n"),
         (vec!["--batch-size", "0"], "batch size"),
         (vec!["--threads", "100000"], "--threads 100000"),
@@ -609,7 +612,8 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
     ] {
         with_model(&good, &["--noise", file], needle);
     }
-    with_model(&good, &["--noise", &wrong, "--n", "4"], "--n");
+    let one_noise = noise("one_noise.npy", &[0.5; 64], &[1, 1, 8, 8]);
+    with_model(&good, &["--noise", &one_noise, "--n", "4"], "--n 4");
 
     // eval: sets and extractors.
     let set = |name: &str, data: Vec<f32>, shape: &[usize]| {
@@ -666,10 +670,10 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
         (vec!["--samples", &a, "--real", &b, "--extractor", &nan_features, "--n", "99"], "--n 99"),
         (vec!["--samples", &a, "--real", &b, "--extractor", &garbage], "garbage.onnx"),
         (vec!["--samples", &a, "--real", &b, "--extractor", &fifo], "fifo.onnx"),
-        (vec!["--samples", &a, "--real", &corrupt_idx], "t10k-images-idx3-ubyte"),
-        (vec!["--samples", &a, "--real", &huge_idx], "huge-images-idx3-ubyte"),
-        (vec!["--samples", &a, "--real", &s(&png_dir)], "000.png"),
-        (vec!["--samples", &a, "--real", &real_fifo], "real_fifo.npy"),
+        (vec!["--samples", &a, "--real", &corrupt_idx, "--extractor", &nan_features], "t10k-images-idx3-ubyte"),
+        (vec!["--samples", &a, "--real", &huge_idx, "--extractor", &nan_features], "huge-images-idx3-ubyte"),
+        (vec!["--samples", &a, "--real", &s(&png_dir), "--extractor", &nan_features], "000.png"),
+        (vec!["--samples", &a, "--real", &real_fifo, "--extractor", &nan_features], "real_fifo.npy"),
         (vec!["--samples", &liar, "--real", &a], "liar.npy"),
         (vec!["--samples", "/dev/zero", "--real", &a], "/dev/zero"),
         (vec!["--samples", &s(&dir.join("nothing.npy")), "--real", &a], "nothing.npy"),
@@ -865,7 +869,12 @@ fn trainer_holds_the_contract_against_hostile_input() {
     let fresh = dir.join("fresh");
     let fresh_s = s(&fresh);
     let fit = |extra: &[&str], needle: &str| {
-        let mut args = vec!["fit", "--data", data_s.as_str(), "--out", fresh_s.as_str(), "--config", cfg_s.as_str(), "--steps", "2", "--batch-size", "2", "--threads", "1", "--sample-every", "0"];
+        let mut args = vec!["fit", "--data", data_s.as_str(), "--out", fresh_s.as_str(), "--config", cfg_s.as_str()];
+        for (flag, value) in [("--steps", "2"), ("--batch-size", "2"), ("--threads", "1"), ("--sample-every", "0")] {
+            if !extra.contains(&flag) {
+                args.extend([flag, value]);
+            }
+        }
         args.extend_from_slice(extra);
         // Nothing may be written for a refused start.
         case("trainer", &args, needle).keep(&fresh)
@@ -925,7 +934,7 @@ fn trainer_holds_the_contract_against_hostile_input() {
         let mut args = vec!["fit", "--data", data_s.as_str(), "--out", fresh_s.as_str(), "--config", c.as_str(), "--steps", "2"];
         args.push("--threads");
         args.push("1");
-        cases.push(case("trainer", &args, if value == "NaN" { "config" } else { key }).keep(&fresh));
+        cases.push(case("trainer", &args, if value == "NaN" { "cfg_dropout.json" } else { key }).keep(&fresh));
     }
     // Data.
     let empty_dir = dir.join("empty");

@@ -43,34 +43,34 @@ struct FitArgs {
     /// A DDPMScheduler scheduler_config.json [default: the paper's linear schedule, T = 1000].
     #[arg(long)]
     scheduler_config: Option<PathBuf>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     steps: Option<u64>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     batch_size: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     lr: Option<f64>,
     /// Linear learning-rate warm-up steps.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     warmup: Option<u64>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     ema_decay: Option<f64>,
     /// Max global gradient norm (0: no clipping).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     grad_clip: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     weight_decay: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     seed: Option<u64>,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
     /// Checkpoint every K steps.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     save_every: Option<u64>,
     /// A preview grid every K steps (0: none).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     sample_every: Option<u64>,
     /// DDIM steps of the preview grids.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     preview_steps: Option<usize>,
     /// Random horizontal flips.
     #[arg(long)]
@@ -79,7 +79,7 @@ struct FitArgs {
     #[arg(long)]
     strict: bool,
     /// libtorch threads [default: physical cores]. Bit-identical results need the same count.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     threads: Option<i32>,
     /// Continue the run in --out from its last checkpoint, with its own network, schedule
     /// and hyper-parameters (only --steps, --save-every, --sample-every, --preview-steps may change).

@@ -86,7 +86,12 @@ pub(super) fn environment_for(explicit: Option<&Path>, library: Library) -> Resu
         }
         match ort::init_from(&path) {
             Ok(builder) => {
-                let env = builder.with_name("ddpm-rs").build()?;
+                // ONNX Runtime's own log goes through `tracing` (debug level): its errors
+                // reach the caller as the returned error, said once, not printed twice.
+                let logger: ort::logging::LoggerFunction = std::sync::Arc::new(|level, category, _id, location, message| {
+                    tracing::debug!("ONNX Runtime {level:?} [{category}] {location}: {message}");
+                });
+                let env = builder.with_name("ddpm-rs").with_logger(logger).build()?;
                 tracing::debug!("ONNX Runtime loaded from {} ({source})", path.display());
                 *guard = Some(Loaded { env: env.clone(), path, library });
                 return Ok(env);

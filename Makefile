@@ -24,7 +24,7 @@ ENV = $(ENV_ORT) LIBTORCH="$$(scripts/setup-env.sh --libtorch)" PATH="$$(scripts
 # `make setup-openvino`. The tests and benches install it; build.rs finds it in the cache
 # folder and records its path in the runtime.
 
-.PHONY: help setup setup-openvino build build-runtime test bench fixtures demo fuzz
+.PHONY: help setup setup-openvino build build-runtime test bench fixtures demo fuzz print-env
 help:
 	@echo "make demo      set up and build (first run only), draw 64 digits: samples.png, trajectory.png"
 	@echo "make test      set up (first run only), build, run every test"
@@ -72,3 +72,10 @@ fixtures: setup
 	"$$(scripts/fixture-env.sh)" python/make_runtime_fixtures.py
 	"$$(scripts/setup-env.sh)/bin/python" python/make_onnx_fixtures.py
 	"$$(scripts/fixture-env.sh)" python/make_unet_fixtures.py
+
+# The environment the builds use, for scripts (scripts/fuzz.sh): eval "$$(make -s print-env)".
+print-env: setup
+	@echo "export DDPM_RS_CACHE='$(CACHE)' CARGO_TARGET_DIR='$(CARGO_TARGET_DIR)' DDPM_RS_ORT_DYLIB=\"$(ORT_DYLIB)\" LIBTORCH=\"$$(scripts/setup-env.sh --libtorch)\""
+
+fuzz:
+	scripts/fuzz.sh

@@ -54,6 +54,18 @@ def machine():
             "python": platform.python_version()}
 
 
+def cpu_has_bf16():
+    """As the runtime decides (DDPM_RS_CPU_MASK included): AVX512-BF16 or AMX-BF16. Without it the
+    runtime refuses --precision bf16, so the bf16 rows of ours are left out and said so."""
+    flags = set(re.search(r"flags\s*:\s*(.*)", pathlib.Path("/proc/cpuinfo").read_text()).group(1).split())
+    mask = set(m.strip() for m in os.environ.get("DDPM_RS_CPU_MASK", "").split(","))
+    hidden = lambda f: f in mask or "all" in mask or ("avx512" in mask and f.startswith("avx512")) or ("amx" in mask and f.startswith("amx"))
+    return any(f in flags and not hidden(f) for f in ["avx512_bf16", "amx_bf16"])
+
+
+HAS_BF16 = cpu_has_bf16()
+
+
 def run_json(cmd):
     out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env={**os.environ, "RUST_LOG": "warn"})
     if out.returncode != 0:
@@ -262,11 +274,12 @@ def main():
                 record((name, batch, "ours fp32"), ours["min_ms"])
                 if "chain_s" in ours:
                     extra[(name, batch, "chain")] = (ours["chain_s"], ours["chain_outside_model_fraction"])
-                ours = run_json([bench_eval, "--model", n["onnx"], "--batch", batch, "--iters", iters, "--threads", args.threads, "--precision", "bf16"]
-                                + (["--error-vs-fp32"] if r == 0 else []))
-                record((name, batch, "ours bf16"), ours["min_ms"])
-                if "rel_l2_error_vs_fp32_by_t" in ours:
-                    extra[(name, batch, "bf16 error")] = ours["rel_l2_error_vs_fp32_by_t"]
+                if HAS_BF16:
+                    ours = run_json([bench_eval, "--model", n["onnx"], "--batch", batch, "--iters", iters, "--threads", args.threads, "--precision", "bf16"]
+                                    + (["--error-vs-fp32"] if r == 0 else []))
+                    record((name, batch, "ours bf16"), ours["min_ms"])
+                    if "rel_l2_error_vs_fp32_by_t" in ours:
+                        extra[(name, batch, "bf16 error")] = ours["rel_l2_error_vs_fp32_by_t"]
                 tch_r = run_json([bench_tch, "--ckpt", n["unet"], "--batch", batch, "--iters", iters, "--threads", args.threads])
                 record((name, batch, "tch eager fp32"), tch_r["min_ms"])
                 feed = {"sample": x.numpy(), "timestep": t.numpy()}
@@ -286,7 +299,7 @@ def main():
     # and again with the cache the first run left.
     startup = {}
     for name, n in nets.items():
-        for prec in ["fp32", "bf16"]:
+        for prec in ["fp32", "bf16"] if HAS_BF16 else ["fp32"]:
             with tempfile.TemporaryDirectory() as cache:
                 times = []
                 for _ in range(2):
@@ -333,8 +346,9 @@ def write(args, info, nets, results, compile_s, extra, startup, peak):
             best = min(peers, key=peers.get)
             lines.append(f"| {name} | {batch} | {results[(name, batch, 'PyTorch eager fp32')] / o32:.2f}x | "
                          f"{results[(name, batch, 'ORT fp32 (torch.onnx graph)')] / o32:.2f}x | {results[(name, batch, 'tch eager fp32')] / o32:.2f}x | "
-                         f"{peers[best] / o16:.2f}x ({best}) | {g / o32 * 1e3:.0f} ({g / o32 * 1e3 / peak['fp32'] * 100:.0f}%) | "
-                         f"{g / o16 * 1e3:.0f} ({g / o16 * 1e3 / peak['bf16'] * 100:.0f}%) |")
+                         + (f"{peers[best] / o16:.2f}x ({best})" if o16 else "n/a (no bf16 arithmetic on this CPU)") +
+                         f" | {g / o32 * 1e3:.0f} ({g / o32 * 1e3 / peak['fp32'] * 100:.0f}%) | "
+                         + (f"{g / o16 * 1e3:.0f} ({g / o16 * 1e3 / peak['bf16'] * 100:.0f}%) |" if o16 else "n/a |"))
     lines += ["", "Graph size: ours " + ", ".join(f"{name} {extra[(name, 'nodes')][0]} nodes" for name in nets) +
               "; torch.onnx (opset 17) " + ", ".join(f"{name} {extra[(name, 'nodes')][1]} nodes" for name in nets) + "."]
     lines += ["", "Exactness of ours fp32 (max |ours - PyTorch| / max(1, |PyTorch|), batch 1, t = 500): " +
@@ -358,8 +372,9 @@ def write(args, info, nets, results, compile_s, extra, startup, peak):
               "model cache / second run with the cache the first left:", "",
               "| network | fp32 first | fp32 second | bf16 first | bf16 second |", "|---|---|---|---|---|"]
     for name in nets:
-        f, b = startup[(name, "fp32")], startup[(name, "bf16")]
-        lines.append(f"| {name} | {f[0]:.2f} s | {f[1]:.2f} s | {b[0]:.2f} s | {b[1]:.2f} s |")
+        f, b = startup[(name, "fp32")], startup.get((name, "bf16"))
+        bf = f"{b[0]:.2f} s | {b[1]:.2f} s" if b else "n/a | n/a"
+        lines.append(f"| {name} | {f[0]:.2f} s | {f[1]:.2f} s | {bf} |")
     lines += ["", END]
     table = "\n".join(lines)
     print(table)

@@ -50,10 +50,18 @@ fn bad(path: &Path, msg: impl Into<String>) -> TrainError {
 }
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| bad(path, e.to_string()))?;
+    let (limit, _) = ddpm_runtime::limits::memory_limit();
+    let raw = ddpm_runtime::limits::read_regular_file(path, limit / 4, "training data").map_err(|e| bad(path, e.to_string()))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
+        // Decompressed no further than the memory limit allows (a gzip bomb stops there).
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(|e| bad(path, format!("corrupt gzip: {e}")))?;
+        flate2::read::GzDecoder::new(&raw[..])
+            .take(limit / 4)
+            .read_to_end(&mut out)
+            .map_err(|e| bad(path, format!("corrupt gzip: {e}")))?;
+        if out.len() as u64 >= limit / 4 {
+            return Err(bad(path, format!("decompresses to more than {} (a quarter of the memory limit)", ddpm_runtime::limits::human(limit / 4))));
+        }
         Ok(out)
     } else {
         Ok(raw)

@@ -229,3 +229,35 @@ fn bad_data_and_flags_exit_2_with_one_line() {
     bad(&["classifier", "--data", idx.to_str().unwrap(), "--epochs", "0", "--out", clf.to_str().unwrap()], "--epochs");
     assert!(!clf.exists());
 }
+
+/// Killed (SIGKILL) at pseudo-random moments after a non-zero checkpoint and resumed as a
+/// user would, with `--data D --out RUN --resume` and nothing else: the run keeps its own
+/// options (steps, save_every, threads, ...) and ends bit-identical to an uninterrupted one.
+#[test]
+fn resumed_with_only_data_out_and_resume_the_run_keeps_its_own_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = write_idx(tmp.path(), 40);
+    let cfg = write_config(tmp.path(), TINY);
+    let (d, c) = (idx.to_str().unwrap(), cfg.to_str().unwrap());
+    let whole = tmp.path().join("whole");
+    ok(&trainer(&run_args(d, whole.to_str().unwrap(), c, "60")));
+    for (i, delay_ms) in [(0u64, 0u64), (1, 37), (2, 151)] {
+        let run = tmp.path().join(format!("killed{i}"));
+        let args = run_args(d, run.to_str().unwrap(), c, "60");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trainer")).args(&args).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let t0 = Instant::now();
+        while std::fs::read_to_string(run.join("train_state/LATEST")).unwrap_or_default().trim() <= "step-00000000" {
+            assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // Resumed until done, as often as it takes (a kill can land after the last step).
+        let o = trainer(&["fit", "--data", d, "--out", run.to_str().unwrap(), "--resume"]);
+        ok(&o);
+        same_run(&whole, &run);
+        let latest = std::fs::read_to_string(run.join("train_state/LATEST")).unwrap();
+        assert_eq!(latest.trim(), "step-00000060", "kill {i}: the resumed run did not end at its own 60 steps");
+    }
+}

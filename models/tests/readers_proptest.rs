@@ -1,0 +1,60 @@
+//! The model readers, fed random and mutated bytes, return an error and never panic:
+//! UNet2DModel config JSON and safetensors files (headers included).
+
+use ddpm_models::weights::{read_safetensors, write_safetensors};
+use ddpm_models::{UNetConfig, Weight, Weights};
+use proptest::prelude::*;
+
+/// Cases per property: the default here, or DDPM_RS_FUZZ_CASES (scripts/fuzz.sh runs millions).
+fn cases(default: u32) -> u32 {
+    std::env::var("DDPM_RS_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn mutate(seed: &[u8], flips: &[(usize, u8)], cut: f64, tail: &[u8]) -> Vec<u8> {
+    let mut b = seed.to_vec();
+    for &(i, v) in flips {
+        if !b.is_empty() {
+            let n = b.len();
+            b[i % n] = v;
+        }
+    }
+    b.truncate(((b.len() as f64) * cut).ceil() as usize);
+    b.extend_from_slice(tail);
+    b
+}
+
+fn mutation() -> impl Strategy<Value = (Vec<(usize, u8)>, f64, Vec<u8>)> {
+    (prop::collection::vec((any::<usize>(), any::<u8>()), 0..8), 0.0f64..=1.0, prop::collection::vec(any::<u8>(), 0..16))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
+
+    #[test]
+    fn unet_config_reader_never_panics(random in ".{0,64}", (flips, cut, tail) in mutation()) {
+        let _ = UNetConfig::from_json_str(&random, "random");
+        let seed = UNetConfig::digits().to_json().to_string();
+        let bytes = mutate(seed.as_bytes(), &flips, cut, &tail);
+        let _ = UNetConfig::from_json_str(&String::from_utf8_lossy(&bytes), "mutated");
+    }
+
+    #[test]
+    fn safetensors_reader_never_panics(random in prop::collection::vec(any::<u8>(), 0..128), (flips, cut, tail) in mutation()) {
+        let dir = tempfile::tempdir().unwrap();
+        let seed_path = dir.path().join("seed.safetensors");
+        let mut w = Weights::new();
+        w.insert("a.weight".into(), Weight { shape: vec![2, 3], data: vec![0.5; 6] });
+        w.insert("b.bias".into(), Weight { shape: vec![4], data: vec![1.0; 4] });
+        write_safetensors(&seed_path, &w).unwrap();
+        let seed = std::fs::read(&seed_path).unwrap();
+        for bytes in [random.clone(), mutate(&seed, &flips, cut, &tail)] {
+            let p = dir.path().join("x.safetensors");
+            std::fs::write(&p, &bytes).unwrap();
+            if let Ok(got) = read_safetensors(&p) {
+                for t in got.values() {
+                    prop_assert_eq!(t.data.len(), t.shape.iter().product::<usize>());
+                }
+            }
+        }
+    }
+}

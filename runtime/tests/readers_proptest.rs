@@ -1,0 +1,131 @@
+//! Every reader of the runtime, fed random and mutated bytes, returns an error and never
+//! panics: .npy, IDX (plain and gzip), PNG folders, scheduler config JSON, and the ONNX
+//! model's signature and metadata. Mutations of a valid file (bytes overwritten, a cut, a
+//! splice) reach deeper than random bytes.
+
+use std::io::Write;
+use std::path::Path;
+
+use ddpm_runtime::output::{read_npy, write_npy};
+use ddpm_runtime::{OnnxDenoiser, SchedulerConfig};
+use proptest::prelude::*;
+
+/// Cases per property: the default here, or DDPM_RS_FUZZ_CASES (scripts/fuzz.sh runs millions).
+fn cases(default: u32) -> u32 {
+    std::env::var("DDPM_RS_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A valid file mutated: some bytes overwritten, then cut at `cut` (a fraction), then a
+/// tail appended.
+fn mutate(seed: &[u8], flips: &[(usize, u8)], cut: f64, tail: &[u8]) -> Vec<u8> {
+    let mut b = seed.to_vec();
+    for &(i, v) in flips {
+        if !b.is_empty() {
+            let n = b.len();
+            b[i % n] = v;
+        }
+    }
+    b.truncate(((b.len() as f64) * cut).ceil() as usize);
+    b.extend_from_slice(tail);
+    b
+}
+
+fn mutation() -> impl Strategy<Value = (Vec<(usize, u8)>, f64, Vec<u8>)> {
+    (prop::collection::vec((any::<usize>(), any::<u8>()), 0..8), 0.0f64..=1.0, prop::collection::vec(any::<u8>(), 0..16))
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::File::create(&p).unwrap().write_all(bytes).unwrap();
+    p
+}
+
+fn valid_npy(dir: &Path) -> Vec<u8> {
+    let p = dir.join("seed.npy");
+    write_npy(&p, &[0.5; 2 * 64], &[2, 1, 8, 8]).unwrap();
+    std::fs::read(p).unwrap()
+}
+
+fn valid_idx() -> Vec<u8> {
+    let mut b = vec![0u8, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 4];
+    b.extend([9u8; 32]);
+    b
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn valid_png() -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, 4, 4);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header().unwrap().write_image_data(&[128; 16]).unwrap();
+    out
+}
+
+const SCHED: &str = r#"{"_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear", "variance_type": "fixed_small", "clip_sample": true, "clip_sample_range": 1.0, "prediction_type": "epsilon", "timestep_spacing": "leading", "steps_offset": 0, "trained_betas": null}"#;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
+
+    #[test]
+    fn npy_reader_never_panics(random in prop::collection::vec(any::<u8>(), 0..256), (flips, cut, tail) in mutation()) {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = valid_npy(dir.path());
+        for bytes in [random, mutate(&seed, &flips, cut, &tail)] {
+            let p = write(dir.path(), "x.npy", &bytes);
+            if let Ok((data, shape)) = read_npy(&p) {
+                prop_assert_eq!(data.len(), shape.iter().product::<usize>());
+            }
+        }
+    }
+
+    #[test]
+    fn idx_and_png_readers_never_panic(random in prop::collection::vec(any::<u8>(), 0..128), (flips, cut, tail) in mutation()) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, seed) in [("a-images-idx3-ubyte", valid_idx()), ("b-images-idx3-ubyte.gz", gzip(&valid_idx()))] {
+            for bytes in [random.clone(), mutate(&seed, &flips, cut, &tail)] {
+                let p = write(dir.path(), name, &bytes);
+                if let Ok((data, shape)) = ddpm_runtime::eval::load_images(&p) {
+                    prop_assert_eq!(data.len(), shape.iter().product::<usize>());
+                }
+            }
+        }
+        let pngs = dir.path().join("pngs");
+        std::fs::create_dir_all(&pngs).unwrap();
+        write(&pngs, "0.png", &valid_png());
+        write(&pngs, "1.png", &mutate(&valid_png(), &flips, cut, &tail));
+        let _ = ddpm_runtime::eval::load_images(&pngs);
+        let _ = ddpm_runtime::output::read_png(&write(dir.path(), "r.png", &random));
+    }
+
+    #[test]
+    fn scheduler_config_reader_never_panics(random in ".{0,64}", (flips, cut, tail) in mutation()) {
+        let _ = SchedulerConfig::from_json_str(&random, "random");
+        let bytes = mutate(SCHED.as_bytes(), &flips, cut, &tail);
+        let text = String::from_utf8_lossy(&bytes);
+        if let Ok(c) = SchedulerConfig::from_json_str(&text, "mutated") {
+            // Whatever it accepts is a schedule the samplers can build.
+            prop_assert!(ddpm_runtime::Schedule::from_config(&c).is_ok());
+        }
+    }
+}
+
+proptest! {
+    // A session per case: fewer cases.
+    #![proptest_config(ProptestConfig { cases: cases(48), ..ProptestConfig::default() })]
+
+    #[test]
+    fn onnx_signature_and_metadata_never_panic((flips, cut, tail) in mutation()) {
+        for fixture in ["gaussian.onnx", "gaussian_classes.onnx", "gaussian_float_t.onnx"] {
+            let path = format!("{}/../tests/fixtures/onnx/{fixture}", env!("CARGO_MANIFEST_DIR"));
+            let seed = std::fs::read(path).unwrap();
+            let bytes = mutate(&seed, &flips, cut, &tail);
+            let _ = OnnxDenoiser::builder().intra_threads(1).static_shapes(false).from_memory(&bytes, "mutated model");
+        }
+    }
+}

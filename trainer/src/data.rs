@@ -90,8 +90,9 @@ fn load_idx(path: &Path) -> Result<Dataset> {
         return Err(bad(path, "not an IDX image file (expected magic 0x00000803, unsigned bytes, 3 dimensions)"));
     }
     let (n, h, w) = (be_u32(&b, 4), be_u32(&b, 8), be_u32(&b, 12));
-    if b.len() != 16 + n * h * w {
-        return Err(bad(path, format!("{} bytes of pixels, expected {n} x {h} x {w} = {}", b.len() - 16, n * h * w)));
+    let expected = (n as u128) * (h as u128) * (w as u128);
+    if (b.len() - 16) as u128 != expected {
+        return Err(bad(path, format!("{} bytes of pixels, expected {n} x {h} x {w} = {expected}", b.len() - 16)));
     }
     let labels = match idx_labels_path(path) {
         Some(lp) => {
@@ -110,7 +111,8 @@ fn load_cifar(files: &[PathBuf]) -> Result<Dataset> {
     const REC: usize = 1 + 3072;
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     for f in files {
-        let b = std::fs::read(f).map_err(|e| bad(f, e.to_string()))?;
+        let (limit, _) = ddpm_runtime::limits::memory_limit();
+        let b = ddpm_runtime::limits::read_regular_file(f, limit / 4, "CIFAR-10 batch").map_err(|e| bad(f, e.to_string()))?;
         if b.is_empty() || b.len() % REC != 0 {
             return Err(bad(f, format!("{} bytes, expected a multiple of {REC} (CIFAR-10 binary records)", b.len())));
         }

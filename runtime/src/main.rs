@@ -294,6 +294,12 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
         }
     };
     let shape = model.shape();
+    // The batch asked for, even when --n is smaller (it would be clamped): a size that no
+    // machine holds is a mistake worth saying.
+    ddpm_runtime::limits::check_memory(
+        &format!("--batch-size {}: a batch of {} samples of {}x{}x{} float32", args.batch_size, args.batch_size, shape.channels, shape.height, shape.width),
+        ddpm_runtime::limits::bytes_of(&[args.batch_size, shape.channels.max(shape.out_channels), shape.height, shape.width], 4 * 8),
+    )?;
     let config = model.scheduler_config();
     if args.precision == PrecisionArg::Auto {
         eprintln!("{}", model.precision_choice());

@@ -534,6 +534,7 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
     for (extra, needle) in [
         (vec!["--n", "1000000000000"], "1000000000000 samples"),
         (vec!["--n", "100000000", "--batch-size", "100000000"], "100000000 samples"),
+        (vec!["--batch-size", "1000000000"], "--batch-size 1000000000"),
         (vec!["--n", "0"], "--n"),
         (vec!["--batch-size", "0"], "batch size"),
         (vec!["--threads", "100000"], "--threads 100000"),
@@ -944,6 +945,18 @@ fn trainer_holds_the_contract_against_hostile_input() {
     let huge = dir.join("huge-images-idx3-ubyte");
     std::fs::write(&huge, idx_bytes(u32::MAX, 60000, 60000, 16)).unwrap();
     let data_fifo = mkfifo(&dir.join("fifo-images-idx3-ubyte"));
+    // A folder whose only "image" is a FIFO, and one that links back to itself.
+    let fifo_folder = dir.join("fifo_folder/class_a");
+    std::fs::create_dir_all(&fifo_folder).unwrap();
+    mkfifo(&fifo_folder.join("a.png"));
+    let loop_folder = dir.join("loop_folder");
+    std::fs::create_dir_all(loop_folder.join("sub")).unwrap();
+    std::os::unix::fs::symlink(&loop_folder, loop_folder.join("sub/back")).unwrap();
+    for p in [dir.join("fifo_folder"), loop_folder.clone()] {
+        let p = s(&p);
+        let args = vec!["fit", "--data", p.as_str(), "--out", fresh_s.as_str(), "--config", cfg_s.as_str(), "--threads", "1"];
+        cases.push(case("trainer", &args, "no usable image").keep(&fresh));
+    }
     for (p, needle) in [(s(&empty_dir), "empty"), (s(&corrupt), "corrupt-images-idx3-ubyte"), (s(&huge), "huge-images-idx3-ubyte"), (data_fifo, "fifo-images-idx3-ubyte"), ("/no/such/data".into(), "/no/such/data")] {
         let args = vec!["fit", "--data", p.as_str(), "--out", fresh_s.as_str(), "--config", cfg_s.as_str(), "--threads", "1"];
         cases.push(case("trainer", &args, needle).keep(&fresh));

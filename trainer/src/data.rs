@@ -139,13 +139,28 @@ fn load_cifar(files: &[PathBuf]) -> Result<Dataset> {
     })
 }
 
+/// Image files under `dir`, searched recursively: regular files only (a FIFO or device named
+/// `x.png` would block the read), each folder once (a link back up the tree is no loop).
 fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    collect_images_in(dir, out, &mut seen, 0)
+}
+
+fn collect_images_in(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut std::collections::HashSet<PathBuf>, depth: usize) -> Result<()> {
+    const MAX_DEPTH: usize = 64;
+    if depth > MAX_DEPTH {
+        return Err(bad(dir, format!("folders nested deeper than {MAX_DEPTH} levels")));
+    }
+    if !seen.insert(dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())) {
+        return Ok(());
+    }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).map_err(|e| bad(dir, e.to_string()))?.flatten().map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
-        if p.is_dir() {
-            collect_images(&p, out)?;
-        } else if matches!(p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(), Some("png" | "jpg" | "jpeg")) {
+        let Ok(meta) = std::fs::metadata(&p) else { continue };
+        if meta.is_dir() {
+            collect_images_in(&p, out, seen, depth + 1)?;
+        } else if meta.is_file() && matches!(p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(), Some("png" | "jpg" | "jpeg")) {
             out.push(p);
         }
     }
@@ -188,6 +203,11 @@ fn load_folder(dir: &Path, channels: usize, size: (usize, usize), strict: bool) 
     class_names.sort();
     class_names.dedup();
     let all_in_classes = !class_names.is_empty() && files.iter().all(|f| f.parent() != Some(dir));
+    ddpm_runtime::limits::check_memory(
+        &format!("{}: {} images of {channels}x{}x{}", dir.display(), files.len(), size.0, size.1),
+        ddpm_runtime::limits::bytes_of(&[files.len(), channels, size.0, size.1], 1),
+    )
+    .map_err(|e| TrainError::Data(e.to_string()))?;
     let (mut pixels, mut labels, mut skipped) = (Vec::new(), Vec::new(), 0usize);
     for f in &files {
         match image::open(f) {

@@ -374,3 +374,35 @@ fn info_describes_the_library_cpu_precisions_cache_and_model() {
     assert_eq!(info["cpu"]["features"].as_array().unwrap().len(), cpu.present().len());
     assert!(info["onnxruntime"]["execution_providers"].as_array().unwrap().iter().any(|p| p == "CPUExecutionProvider"), "{info}");
 }
+
+/// OpenVINO's compiled-model cache is checked like the CPU one: a blob replaced under its
+/// name is removed (with a warning) and recompiled, never loaded; the samples stay the same.
+#[test]
+fn the_openvino_cache_checks_what_it_loads() {
+    let d = tmp();
+    let model = format!("{}/../models/pretrained/digits/digits.onnx", env!("CARGO_MANIFEST_DIR"));
+    let cache = p(d.path(), "cache");
+    let run = |out: &str| {
+        let o = runtime_env(
+            &["sample", "--threads", "1", "--model", &model, "--ep", "openvino", "--n", "2", "--steps", "3", "--model-cache", &cache, "--out", out],
+            &[],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let (a, b, c) = (p(d.path(), "a.npy"), p(d.path(), "b.npy"), p(d.path(), "c.npy"));
+    run(&a);
+    let second = run(&b);
+    assert!(!second.contains("removed"), "a blob the runtime wrote itself was not trusted: {second}");
+    let blobs: Vec<PathBuf> = std::fs::read_dir(format!("{cache}/openvino")).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(!blobs.is_empty(), "OpenVINO wrote no compiled model");
+    for blob in &blobs {
+        let mut bytes = std::fs::read(blob).unwrap();
+        bytes.extend_from_slice(b"placed by someone else");
+        std::fs::remove_file(blob).unwrap();
+        std::fs::write(blob, bytes).unwrap();
+    }
+    let third = run(&c);
+    assert!(third.contains("not what this runtime wrote to its cache"), "{third}");
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
+}

@@ -122,7 +122,12 @@ fn run_classifier(data: PathBuf, eval_data: Option<PathBuf>, out: PathBuf, epoch
     if epochs == 0 {
         return Err(usage("--epochs: found 0, expected at least 1"));
     }
-    tch::set_num_threads(threads.unwrap_or_else(|| ddpm_runtime::sys::physical_cores() as i32));
+    let threads = threads.unwrap_or_else(|| ddpm_runtime::sys::physical_cores() as i32);
+    if threads < 1 {
+        return Err(usage(format!("--threads {threads}: expected at least 1")));
+    }
+    ddpm_runtime::limits::check_threads("--threads", threads as usize)?;
+    tch::set_num_threads(threads);
     let train = data::load(&data, 1, (28, 28), true)?;
     let classes = train.labels.as_ref().map(|l| l.iter().max().copied().unwrap_or(0) as usize + 1).ok_or_else(|| usage(format!("{}: no labels beside the images", data.display())))?;
     let t0 = std::time::Instant::now();
@@ -357,6 +362,10 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
         DeviceArg::Cuda if tch::Cuda::is_available() => tch::Device::Cuda(0),
         DeviceArg::Cuda => return Err(usage("--device cuda: no CUDA device is available to libtorch")),
     };
+    if threads < 1 {
+        return Err(usage(format!("threads {threads} (the run's state.json): expected at least 1")));
+    }
+    ddpm_runtime::limits::check_threads("--threads", threads as usize)?;
     tch::set_num_threads(threads);
     std::fs::create_dir_all(a.out.join("scheduler")).map_err(|e| usage(format!("{}: {e}", a.out.display())))?;
     ddpm_models::weights::write_atomically(&a.out.join("scheduler/scheduler_config.json"), scheduler_json.as_bytes())?;

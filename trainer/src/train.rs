@@ -101,8 +101,10 @@ impl RunDir {
             names.sort();
             if names.is_empty() { "none".into() } else { names.join(", ") }
         };
-        if !state.is_dir() {
-            return Err(bad(format!("{}: missing, so {} holds no checkpoint to resume from", state.display(), self.0.display())));
+        match std::fs::symlink_metadata(&state) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(bad(format!("{}: a link or a file, expected the run's own checkpoint folder", state.display()))),
+            Err(_) => return Err(bad(format!("{}: missing, so {} holds no checkpoint to resume from", state.display(), self.0.display()))),
         }
         let latest_path = state.join("LATEST");
         let text = ddpm_runtime::limits::read_regular_text(&latest_path, 4096, "LATEST")

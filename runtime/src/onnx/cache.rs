@@ -46,7 +46,7 @@ pub(super) fn record_checksum(file: &Path) -> std::io::Result<()> {
 /// a file replaced under a key, truncated, or without its checksum is not used.
 pub(super) fn read_verified(file: &Path) -> Result<Vec<u8>, String> {
     let bytes = crate::limits::read_regular_file(file, 2 << 30, "cached model").map_err(|e| e.to_string())?;
-    let want = std::fs::read_to_string(checksum_path(file)).map_err(|_| "no checksum file beside it".to_string())?;
+    let want = crate::limits::read_regular_text(&checksum_path(file), 1024, "checksum").map_err(|_| "no readable checksum file beside it".to_string())?;
     let got = hex(&Sha256::digest(&bytes));
     if want.trim() != got {
         return Err(format!("its checksum {got} is not the {} recorded when it was written", want.trim()));
@@ -80,5 +80,34 @@ pub(super) fn prune_cache(dir: &Path, keep: usize) {
     files.sort_by(|a, b| b.0.cmp(&a.0));
     for (_, path) in files.into_iter().skip(keep) {
         remove(&path);
+    }
+}
+
+/// Before a compiler's own cache folder (OpenVINO's compiled blobs) is handed to it: every
+/// file there must match the checksum recorded when it was written, else it is removed, so
+/// that a blob replaced under its name is never loaded.
+pub(super) fn verify_folder(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let path = e.path();
+        let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+        if !regular || read_verified(&path).is_err() {
+            tracing::warn!("{}: not what this runtime wrote to its cache; removed", path.display());
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            remove(&path);
+        }
+    }
+}
+
+/// After the compiler wrote its cache folder: records the checksum of each new file.
+pub(super) fn record_folder(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let path = e.path();
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) && !checksum_path(&path).is_file() {
+            let _ = record_checksum(&path);
+        }
     }
 }

@@ -204,7 +204,9 @@ impl OnnxDenoiserBuilder {
                 .map_err(ort::Error::from)?
                 .with_intra_threads(1)
                 .map_err(ort::Error::from)?;
-            match ep.register(builder, &options).and_then(|_| probe(&env, &bytes, path)) {
+            // The probe compiles nothing into the cache folder (only the real sessions do).
+            let probe_options = LoadOptions { cache_dir: None, ..options.clone() };
+            match ep.register(builder, &probe_options).and_then(|_| probe(&env, &bytes, path)) {
                 Ok(probe) => {
                     if i > 0 {
                         tracing::info!("execution provider {} used (fallback)", ep.name());
@@ -299,6 +301,9 @@ pub struct OnnxDenoiser {
     unet_config: Option<Value>,
     /// What runs and why, in one line ("precision auto: fp32 (...) on cpu").
     choice: String,
+    /// Whether the compiled blobs OpenVINO wrote (at a session's first run) have their
+    /// checksums recorded.
+    cache_recorded: bool,
 }
 
 fn tensor_info(vt: &ValueType) -> Option<(TensorElementType, Vec<i64>)> {
@@ -474,6 +479,7 @@ impl OnnxDenoiser {
             scheduler_config,
             unet_config,
             choice: String::new(),
+            cache_recorded: false,
         })
     }
 
@@ -556,6 +562,7 @@ impl OnnxDenoiser {
         }
         let session = builder(GraphOptimizationLevel::All)?.commit_from_memory(&self.bytes).map_err(bad_model)?;
         if let (Some(dir), ExecutionProvider::OpenVino) = (&self.options.cache_dir, self.ep) {
+            cache::record_folder(&dir.join("openvino"));
             prune_cache(&dir.join("openvino"), CACHE_KEEP);
         }
         Ok(session)
@@ -580,6 +587,8 @@ impl OnnxDenoiser {
             crate::limits::bytes_of(&[batch, s.channels.max(s.out_channels), s.height, s.width], 4 * 8),
         )?;
         let session = if self.dynamic.is_some() { None } else { Some(self.make_session(Some(batch))?) };
+        // A new session compiles anew: its blobs are recorded after its first run.
+        self.cache_recorded = false;
         let b = batch as i64;
         let t_shape = |scalar: bool, single: bool| -> Vec<i64> {
             if scalar {
@@ -782,6 +791,13 @@ impl OnnxDenoiser {
             other => return Err(Error::InvalidArgument(format!("the model has {} inputs, expected 2 to 5", other.len()))),
         }
         .map_err(run_failed)?;
+        if !self.cache_recorded {
+            // ONNX Runtime's OpenVINO provider compiles (and writes its cache) at the first run.
+            if let (Some(dir), ExecutionProvider::OpenVino) = (&self.options.cache_dir, self.ep) {
+                cache::record_folder(&dir.join("openvino"));
+            }
+            self.cache_recorded = true;
+        }
         let copy = |name: &str, dst: &mut [f32]| -> Result<()> {
             let (shape, data) = outputs
                 .get(name)

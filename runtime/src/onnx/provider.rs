@@ -133,6 +133,7 @@ impl ExecutionProvider {
                 if let Some(dir) = &options.cache_dir {
                     let dir = dir.join("openvino");
                     if std::fs::create_dir_all(&dir).is_ok() {
+                        super::cache::verify_folder(&dir);
                         ep = ep.with_cache_dir(dir.display());
                     }
                 }

@@ -14,12 +14,13 @@ export CARGO_TARGET_DIR ?= $(CACHE)/target
 # onnx.checker). tch (torch-sys) builds against that torch's folder (LIBTORCH) and the
 # binaries record torch/lib as an rpath; the runtime records the library's path at build
 # time. A machine with a GPU: DDPM_RS_GPU=1 make ... (torch with CUDA, onnxruntime-gpu).
+SETUP_FLAG := $(if $(filter 1,$(DDPM_RS_GPU)),--gpu,)
 ORT_DYLIB = $$(scripts/setup-env.sh --ort)
 ifeq ($(DDPM_RS_GPU),1)
 ORT_DYLIB = $$(ls "$$(scripts/setup-env.sh --gpu)"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)
 endif
 ENV_ORT = DDPM_RS_ORT_DYLIB="$(ORT_DYLIB)"
-ENV = $(ENV_ORT) LIBTORCH="$$(scripts/setup-env.sh --libtorch)" PATH="$$(scripts/setup-env.sh)/bin:$$PATH"
+ENV = $(ENV_ORT) LIBTORCH="$$(scripts/setup-env.sh --libtorch)" PATH="$$(scripts/setup-env.sh $(SETUP_FLAG))/bin:$$PATH"
 # The OpenVINO build of ONNX Runtime (for --precision bf16) is a set-up option:
 # `make setup-openvino`. The tests and benches install it; build.rs finds it in the cache
 # folder and records its path in the runtime.
@@ -35,7 +36,7 @@ help:
 	@echo "make fuzz      fuzz every input reader (scripts/fuzz.sh; outside make test)"
 
 setup:
-	@scripts/setup-env.sh >/dev/null
+	@scripts/setup-env.sh $(SETUP_FLAG) >/dev/null
 	@scripts/setup-env.sh --ort >/dev/null
 
 setup-openvino: setup

@@ -14,7 +14,7 @@ eval "$(make -s print-env)"
 run() {
   local crate=$1 test=$2 filter=$3 n=$4
   local t0=$SECONDS
-  DDPM_RS_FUZZ_CASES=$n PROPTEST_MAX_SHRINK_ITERS=1000 cargo test --release --locked -q -p "$crate" --test "$test" -- "$filter" --test-threads 1 >&2
+  DDPM_RS_FUZZ_CASES=$n PROPTEST_MAX_SHRINK_ITERS=1000 cargo test --locked -q -p "$crate" --test "$test" -- "$filter" --test-threads 1 >&2
   echo "$crate $test $filter: $n cases clean in $((SECONDS - t0)) s"
 }
 run ddpm-runtime readers_proptest npy_reader "$cases"

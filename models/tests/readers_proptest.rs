@@ -40,14 +40,19 @@ proptest! {
 
     #[test]
     fn safetensors_reader_never_panics(random in prop::collection::vec(any::<u8>(), 0..128), (flips, cut, tail) in mutation()) {
-        let dir = tempfile::tempdir().unwrap();
-        let seed_path = dir.path().join("seed.safetensors");
-        let mut w = Weights::new();
-        w.insert("a.weight".into(), Weight { shape: vec![2, 3], data: vec![0.5; 6] });
-        w.insert("b.bias".into(), Weight { shape: vec![4], data: vec![1.0; 4] });
-        write_safetensors(&seed_path, &w).unwrap();
-        let seed = std::fs::read(&seed_path).unwrap();
-        for bytes in [random.clone(), mutate(&seed, &flips, cut, &tail)] {
+        // One scratch folder and seed for the whole run: a case costs the reader's work.
+        static DIR: std::sync::OnceLock<(tempfile::TempDir, Vec<u8>)> = std::sync::OnceLock::new();
+        let (dir, seed) = DIR.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let seed_path = dir.path().join("seed.safetensors");
+            let mut w = Weights::new();
+            w.insert("a.weight".into(), Weight { shape: vec![2, 3], data: vec![0.5; 6] });
+            w.insert("b.bias".into(), Weight { shape: vec![4], data: vec![1.0; 4] });
+            write_safetensors(&seed_path, &w).unwrap();
+            let seed = std::fs::read(&seed_path).unwrap();
+            (dir, seed)
+        });
+        for bytes in [random.clone(), mutate(seed, &flips, cut, &tail)] {
             let p = dir.path().join("x.safetensors");
             std::fs::write(&p, &bytes).unwrap();
             if let Ok(got) = read_safetensors(&p) {

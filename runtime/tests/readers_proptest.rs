@@ -46,6 +46,13 @@ fn valid_npy(dir: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap()
 }
 
+/// One scratch folder for the whole run (a case overwrites its files), so that a case costs
+/// the reader's work, not a folder's creation.
+fn scratch() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
 fn valid_idx() -> Vec<u8> {
     let mut b = vec![0u8, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0, 4];
     b.extend([9u8; 32]);
@@ -74,10 +81,10 @@ proptest! {
 
     #[test]
     fn npy_reader_never_panics(random in prop::collection::vec(any::<u8>(), 0..256), (flips, cut, tail) in mutation()) {
-        let dir = tempfile::tempdir().unwrap();
-        let seed = valid_npy(dir.path());
-        for bytes in [random, mutate(&seed, &flips, cut, &tail)] {
-            let p = write(dir.path(), "x.npy", &bytes);
+        static SEED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let seed = SEED.get_or_init(|| valid_npy(scratch()));
+        for bytes in [random, mutate(seed, &flips, cut, &tail)] {
+            let p = write(scratch(), "x.npy", &bytes);
             if let Ok((data, shape)) = read_npy(&p) {
                 prop_assert_eq!(data.len(), shape.iter().product::<usize>());
             }
@@ -86,21 +93,21 @@ proptest! {
 
     #[test]
     fn idx_and_png_readers_never_panic(random in prop::collection::vec(any::<u8>(), 0..128), (flips, cut, tail) in mutation()) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = scratch();
         for (name, seed) in [("a-images-idx3-ubyte", valid_idx()), ("b-images-idx3-ubyte.gz", gzip(&valid_idx()))] {
             for bytes in [random.clone(), mutate(&seed, &flips, cut, &tail)] {
-                let p = write(dir.path(), name, &bytes);
+                let p = write(dir, name, &bytes);
                 if let Ok((data, shape)) = ddpm_runtime::eval::load_images(&p) {
                     prop_assert_eq!(data.len(), shape.iter().product::<usize>());
                 }
             }
         }
-        let pngs = dir.path().join("pngs");
+        let pngs = dir.join("pngs");
         std::fs::create_dir_all(&pngs).unwrap();
         write(&pngs, "0.png", &valid_png());
         write(&pngs, "1.png", &mutate(&valid_png(), &flips, cut, &tail));
         let _ = ddpm_runtime::eval::load_images(&pngs);
-        let _ = ddpm_runtime::output::read_png(&write(dir.path(), "r.png", &random));
+        let _ = ddpm_runtime::output::read_png(&write(dir, "r.png", &random));
     }
 
     #[test]

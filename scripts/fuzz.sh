@@ -4,8 +4,8 @@
 # JSON, the ONNX signature and metadata), models/tests/readers_proptest.rs (UNet2DModel config
 # JSON, safetensors) and trainer/tests/data_proptest.rs (IDX, CIFAR-10 batches, image folders),
 # each run with DDPM_RS_FUZZ_CASES random and mutated inputs per property (default 1,000,000;
-# the readers that write several files or build a session per case a fraction of it: IDX and
-# PNG a fifth, trainer data and the ONNX signature a hundredth). These are
+# the readers that write and decode several files a case a fraction of it: IDX and PNG a
+# fifth, trainer data a hundredth). These are
 # proptest's random and mutation-based inputs on stable Rust, not coverage-guided fuzzing.
 #   scripts/fuzz.sh [CASES]
 set -euo pipefail
@@ -21,7 +21,7 @@ run() {
 run ddpm-runtime readers_proptest npy_reader "$cases"
 run ddpm-runtime readers_proptest idx_and_png $((cases / 5))
 run ddpm-runtime readers_proptest scheduler_config "$cases"
-run ddpm-runtime readers_proptest onnx_signature $((cases / 100))
+run ddpm-runtime readers_proptest onnx_signature "$cases"
 run ddpm-models readers_proptest unet_config "$cases"
 run ddpm-models readers_proptest safetensors "$cases"
 run ddpm-trainer data_proptest data_readers $((cases / 100))

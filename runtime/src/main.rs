@@ -425,24 +425,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error chain as one line: whitespace (ONNX Runtime's messages span lines) collapsed,
-/// a cause that repeats its context said once.
+/// The error chain as one line: a cause that repeats its context said once, whitespace
+/// collapsed (ONNX Runtime's messages span lines).
 fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
-        let text = cause.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
-        if parts.last().is_some_and(|p: &String| p.contains(&text)) {
-            continue;
+        let text = ddpm_runtime::cli::one_line(&cause.to_string());
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
         }
-        parts.push(text);
     }
-    let mut line = parts.join(": ");
-    if line.len() > 1000 {
-        let cut = (0..=1000).rev().find(|&i| line.is_char_boundary(i)).unwrap_or(0);
-        line.truncate(cut);
-        line.push_str(" ...");
-    }
-    line
+    ddpm_runtime::cli::one_line(&parts.join(": "))
 }
 
 fn info(args: InfoArgs) -> anyhow::Result<()> {

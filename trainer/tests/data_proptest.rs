@@ -3,27 +3,12 @@
 
 use proptest::prelude::*;
 
-/// Cases per property: the default here, or DDPM_RS_FUZZ_CASES (scripts/fuzz.sh runs millions).
-fn cases(default: u32) -> u32 {
-    std::env::var("DDPM_RS_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+#[path = "../../tests/common/mutate.rs"]
+mod mutate;
+use mutate::{cases, mutate, mutation};
 
-fn mutate(seed: &[u8], flips: &[(usize, u8)], cut: f64, tail: &[u8]) -> Vec<u8> {
-    let mut b = seed.to_vec();
-    for &(i, v) in flips {
-        if !b.is_empty() {
-            let n = b.len();
-            b[i % n] = v;
-        }
-    }
-    b.truncate(((b.len() as f64) * cut).ceil() as usize);
-    b.extend_from_slice(tail);
-    b
-}
 
-fn mutation() -> impl Strategy<Value = (Vec<(usize, u8)>, f64, Vec<u8>)> {
-    (prop::collection::vec((any::<usize>(), any::<u8>()), 0..8), 0.0f64..=1.0, prop::collection::vec(any::<u8>(), 0..16))
-}
+
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(128), ..ProptestConfig::default() })]

@@ -107,6 +107,10 @@ impl RunDir {
             Err(_) => return Err(bad(format!("{}: missing, so {} holds no checkpoint to resume from", state.display(), self.0.display()))),
         }
         let latest_path = state.join("LATEST");
+        // Killed before its first checkpoint: nothing is there to lose or to continue from.
+        if std::fs::symlink_metadata(&latest_path).is_err() && checkpoints() == "none" && !self.0.join("unet/config.json").exists() {
+            return Ok(None);
+        }
         let text = ddpm_runtime::limits::read_regular_text(&latest_path, 4096, "LATEST")
             .map_err(|e| bad(format!("{e} (the run's checkpoints: {})", checkpoints())))?;
         let name = text.trim();

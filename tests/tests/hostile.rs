@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ddpm_exporter::onnx::model::value_info as vi;
 use ddpm_exporter::onnx::proto::{
-    tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, tensor_shape_proto::Dimension, type_proto,
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    tensor_proto::DataType, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, ValueInfoProto,
 };
+use ddpm_exporter::onnx::{attr_int, attr_ints, float_tensor, int64_tensor as ints};
 use ddpm_runtime::output::write_npy;
 use prost::Message;
 
@@ -176,29 +177,8 @@ fn check_all(cases: Vec<Case>) -> usize {
 
 // ---------------------------------------------------------------- crafted ONNX models
 
-fn dims(d: &[i64]) -> Vec<Option<i64>> {
-    d.iter().map(|&v| if v < 0 { None } else { Some(v) }).collect()
-}
-
-fn vi(name: &str, elem: DataType, shape: &[Option<i64>]) -> ValueInfoProto {
-    let dim = |d: &Option<i64>| Dimension {
-        value: Some(match d {
-            Some(n) => Dim::DimValue(*n),
-            None => Dim::DimParam("batch".into()),
-        }),
-        ..Default::default()
-    };
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem as i32),
-                shape: Some(TensorShapeProto { dim: shape.iter().map(dim).collect() }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+fn dims(d: &[i64]) -> Vec<Option<usize>> {
+    d.iter().map(|&v| usize::try_from(v).ok()).collect()
 }
 
 fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
@@ -211,34 +191,8 @@ fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>)
     }
 }
 
-fn floats(name: &str, shape: &[i64], data: &[f32]) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        dims: shape.to_vec(),
-        data_type: Some(DataType::Float as i32),
-        raw_data: Some(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        ..Default::default()
-    }
-}
-
-fn ints(name: &str, shape: &[i64], data: &[i64]) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        dims: shape.to_vec(),
-        data_type: Some(DataType::Int64 as i32),
-        raw_data: Some(data.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        ..Default::default()
-    }
-}
-
-fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    use ddpm_exporter::onnx::proto::attribute_proto::AttributeType;
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v.to_vec(), ..Default::default() }
-}
-
-fn attr_int(name: &str, v: i64) -> AttributeProto {
-    use ddpm_exporter::onnx::proto::attribute_proto::AttributeType;
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+fn floats(name: &str, shape: &[usize], data: &[f32]) -> TensorProto {
+    float_tensor(name, shape, data, false)
 }
 
 struct Graph {
@@ -628,7 +582,7 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
     let nan_set = set("nan_set.npy", vec![f32::NAN; 4 * 64], &[4, 1, 8, 8]);
     let big_set = set("big.npy", vec![0.1; 2 * 224 * 224], &[2, 1, 224, 224]);
     let big_set2 = set("big2.npy", (0..2 * 224 * 224).map(|i| (i % 5) as f32 / 5.0).collect(), &[2, 1, 224, 224]);
-    let extractor = |name: &str, side: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, out_shape: &[Option<i64>]| {
+    let extractor = |name: &str, side: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, out_shape: &[Option<usize>]| {
         write_model(
             &dir.join(name),
             Graph {

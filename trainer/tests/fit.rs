@@ -116,8 +116,8 @@ fn same_run(a: &Path, b: &Path) {
     }
 }
 
-/// Starts a run, waits until it has saved a checkpoint past step 0, then sends `signal`.
-fn start_and_stop(args: &[&str], run: &Path, signal: &str) -> std::process::ExitStatus {
+/// Starts a run and returns once it has saved a checkpoint past step 0, still running.
+fn start_until_checkpoint(args: &[&str], run: &Path) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trainer")).args(args).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let t0 = Instant::now();
     loop {
@@ -127,8 +127,14 @@ fn start_and_stop(args: &[&str], run: &Path, signal: &str) -> std::process::Exit
         }
         assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be stopped");
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
+    child
+}
+
+/// Starts a run, waits until it has saved a checkpoint past step 0, then sends `signal`.
+fn start_and_stop(args: &[&str], run: &Path, signal: &str) -> std::process::ExitStatus {
+    let mut child = start_until_checkpoint(args, run);
     assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be stopped");
     Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     child.wait().unwrap()
@@ -244,16 +250,11 @@ fn resumed_with_only_data_out_and_resume_the_run_keeps_its_own_options() {
     for (i, delay_ms) in [(0u64, 0u64), (1, 37), (2, 151)] {
         let run = tmp.path().join(format!("killed{i}"));
         let args = run_args(d, run.to_str().unwrap(), c, "60");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_trainer")).args(&args).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let t0 = Instant::now();
-        while std::fs::read_to_string(run.join("train_state/LATEST")).unwrap_or_default().trim() <= "step-00000000" {
-            assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let mut child = start_until_checkpoint(&args, &run);
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
-        // Resumed until done, as often as it takes (a kill can land after the last step).
+        // A kill can land after the last step: the resume then has nothing left to train.
         let o = trainer(&["fit", "--data", d, "--out", run.to_str().unwrap(), "--resume"]);
         ok(&o);
         same_run(&whole, &run);

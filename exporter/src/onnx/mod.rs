@@ -11,10 +11,10 @@ pub mod proto {
 
 use proto::{attribute_proto::AttributeType, tensor_proto::DataType, AttributeProto, TensorProto};
 
-pub(crate) fn attr_int(name: &str, v: i64) -> AttributeProto {
+pub fn attr_int(name: &str, v: i64) -> AttributeProto {
     AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
 }
-pub(crate) fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v.to_vec(), ..Default::default() }
 }
 pub(crate) fn attr_float(name: &str, v: f32) -> AttributeProto {
@@ -25,7 +25,7 @@ pub(crate) fn attr_string(name: &str, v: &str) -> AttributeProto {
 }
 
 /// A float tensor, stored as float32 or float16 raw little-endian data.
-pub(crate) fn float_tensor(name: &str, dims: &[usize], data: &[f32], fp16: bool) -> TensorProto {
+pub fn float_tensor(name: &str, dims: &[usize], data: &[f32], fp16: bool) -> TensorProto {
     let raw: Vec<u8> = if fp16 {
         data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()
     } else {
@@ -40,7 +40,7 @@ pub(crate) fn float_tensor(name: &str, dims: &[usize], data: &[f32], fp16: bool)
     }
 }
 
-pub(crate) fn int64_tensor(name: &str, dims: &[usize], data: &[i64]) -> TensorProto {
+pub fn int64_tensor(name: &str, dims: &[usize], data: &[i64]) -> TensorProto {
     TensorProto {
         name: Some(name.into()),
         dims: dims.iter().map(|&d| d as i64).collect(),

@@ -40,7 +40,8 @@ and `pred_original_sample` = clamp(x0, -r, r), where x0 = p0 * x + p1 * out, eps
 x = sample, out = noise_pred, coefficients = [p0, p1, p2, p3, k0, k1, k2, k3, r]: one DDIM or \
 DDPM update, its coefficients computed by the runtime for the step";
 
-fn value_info(name: &str, elem: DataType, dims: &[Option<usize>]) -> ValueInfoProto {
+/// A tensor input or output of a graph; `None` dimensions are the dynamic `batch`.
+pub fn value_info(name: &str, elem: DataType, dims: &[Option<usize>]) -> ValueInfoProto {
     let dim = |d: &Option<usize>| Dimension {
         value: Some(match d {
             Some(n) => Dim::DimValue(*n as i64),

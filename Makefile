@@ -43,7 +43,7 @@ setup-openvino: setup
 	@scripts/setup-env.sh --openvino >/dev/null
 
 build: setup
-	$(ENV) cargo build --release --locked -p ddpm-runtime -p ddpm-exporter -p ddpm-trainer --bins
+	$(ENV) cargo build --release --locked -p ddpm-cli -p ddpm-exporter -p ddpm-trainer --bins
 	@mkdir -p bin
 	@for b in runtime exporter trainer; do cp -f "$(CARGO_TARGET_DIR)/release/$$b" bin/$$b; done
 	@echo "built ./bin/runtime ./bin/exporter ./bin/trainer"
@@ -51,7 +51,7 @@ build: setup
 # Only what sampling needs: the ONNX Runtime library and the runtime binary (no libtorch).
 build-runtime:
 	@scripts/setup-env.sh --ort >/dev/null
-	$(ENV_ORT) cargo build --release --locked -p ddpm-runtime --bin runtime
+	$(ENV_ORT) cargo build --release --locked -p ddpm-cli --bin runtime
 	@mkdir -p bin
 	@cp -f "$(CARGO_TARGET_DIR)/release/runtime" bin/runtime
 

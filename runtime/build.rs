@@ -54,13 +54,6 @@ fn find_openvino_in_cache(cache: &Path) -> Option<PathBuf> {
 }
 
 fn main() {
-    // The default model is embedded when the project ships one (models/pretrained/digits).
-    println!("cargo:rustc-check-cfg=cfg(default_model)");
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/pretrained/digits/digits.onnx");
-    println!("cargo:rerun-if-changed={}", model.display());
-    if model.is_file() {
-        println!("cargo:rustc-cfg=default_model");
-    }
     println!("cargo:rerun-if-env-changed=DDPM_RS_ORT_DYLIB");
     println!("cargo:rerun-if-env-changed=DDPM_RS_CACHE");
     println!("cargo:rerun-if-changed=build.rs");

@@ -16,8 +16,7 @@ pub fn digits_model_path() -> PathBuf {
 pub fn cifar10_random_onnx() -> anyhow::Result<Vec<u8>> {
     let config = UNetConfig::ddpm_cifar10();
     let weights = ddpm_models::random_weights(&config, 0)?;
-    let scheduler = r#"{"_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear", "prediction_type": "epsilon", "variance_type": "fixed_small", "clip_sample": true}"#;
-    Ok(export_model(&config, &weights, scheduler, &ExportOptions::default())?)
+    Ok(export_model(&config, &weights, &ddpm_runtime::SchedulerConfig::paper(), &ExportOptions::default())?)
 }
 
 /// (min, median) of a list of durations in milliseconds.

@@ -25,4 +25,10 @@ impl ExportError {
     }
 }
 
+impl From<ddpm_io::Error> for ExportError {
+    fn from(e: ddpm_io::Error) -> Self {
+        ExportError::Runtime(e.into())
+    }
+}
+
 pub type Result<T, E = ExportError> = std::result::Result<T, E>;

@@ -1,6 +1,6 @@
 //! `exporter onnx`: checkpoint folder in, verified .onnx out.
 
-use std::io::Write;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -16,7 +16,8 @@ use crate::onnx::model::{export_model, ExportOptions};
 pub struct Checkpoint {
     pub unet: UNetCheckpoint,
     /// The scheduler config's JSON text (the file's, or the paper's defaults).
-    pub scheduler_json: String,
+    /// The scheduler config (checked), from the checkpoint or the paper's defaults.
+    pub scheduler: SchedulerConfig,
     /// Where the scheduler config came from (None: the paper's defaults).
     pub scheduler_source: Option<PathBuf>,
 }
@@ -40,15 +41,13 @@ impl Checkpoint {
             )));
         };
         let unet = UNetCheckpoint::load(&unet_dir)?;
-        let (scheduler_json, scheduler_source) = if sched_path.exists() {
-            let text = ddpm_runtime::limits::read_regular_text(&sched_path, ddpm_runtime::limits::MAX_CONFIG_BYTES, "scheduler config")?;
-            // Validate with the runtime's parser: what the runtime will not run is refused here.
-            SchedulerConfig::from_json_str(&text, &sched_path.display().to_string())?;
-            (text, Some(sched_path))
+        // Read with the runtime's parser: what the runtime will not run is refused here.
+        let (scheduler, scheduler_source) = if sched_path.exists() {
+            (SchedulerConfig::from_file(&sched_path)?, Some(sched_path))
         } else {
-            (ddpm_runtime::config::PAPER_DEFAULTS.to_string(), None)
+            (SchedulerConfig::paper(), None)
         };
-        Ok(Self { unet, scheduler_json, scheduler_source })
+        Ok(Self { unet, scheduler, scheduler_source })
     }
 }
 
@@ -135,11 +134,11 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path, options: &ExportOptions,
     }
     refuse_overwriting_inputs(ckpt, out)?;
     let params = ddpm_models::parameter_count(&ckpt.unet.config)?;
-    ddpm_runtime::limits::check_memory(
+    ddpm_io::limits::check_memory(
         &format!("exporting a network of {params} parameters (weights, graph and a verifying session)"),
-        ddpm_runtime::limits::bytes_of(&[params], 4 * 4),
+        ddpm_io::limits::bytes_of(&[params], 4 * 4),
     )?;
-    let bytes = export_model(&ckpt.unet.config, &ckpt.unet.weights, &ckpt.scheduler_json, options)?;
+    let bytes = export_model(&ckpt.unet.config, &ckpt.unet.weights, &ckpt.scheduler, options)?;
     let nodes = {
         use prost::Message;
         crate::onnx::proto::ModelProto::decode(bytes.as_slice())
@@ -148,7 +147,7 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path, options: &ExportOptions,
     };
     let max_rel_error = match verify_tol {
         Some(tol) => {
-            let t_count = SchedulerConfig::from_json_str(&ckpt.scheduler_json, "scheduler config")?.num_train_timesteps();
+            let t_count = ckpt.scheduler.num_train_timesteps();
             let err = verify(&bytes, &ckpt.unet, t_count)?;
             if !(err <= tol) {
                 return Err(ExportError::Mismatch { error: err, tolerance: tol });
@@ -157,11 +156,6 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path, options: &ExportOptions,
         }
         None => None,
     };
-    let io = |e: std::io::Error| ExportError::Usage(format!("{}: {e}", out.display()));
-    let mut tmp = tempfile::Builder::new().prefix(".onnx-export-").tempfile_in(dir).map_err(io)?;
-    tmp.write_all(&bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    ddpm_runtime::output::set_mode(tmp.path(), 0o644).map_err(io)?;
-    tmp.persist(out).map_err(|e| io(e.error))?;
+    ddpm_io::files::write_atomically(out, |w| w.write_all(&bytes)).map_err(ddpm_runtime::Error::from)?;
     Ok(ExportReport { bytes: bytes.len(), nodes, max_rel_error, seconds: started.elapsed().as_secs_f64() })
 }

@@ -1,22 +1,51 @@
-//! `unet/config.json`: diffusers' UNet2DModel keys, parsed with its defaults. Keys outside
-//! the supported set are an error naming the key, unless they hold their default.
+//! `unet/config.json`: diffusers' UNet2DModel keys, read with serde into [`UNetConfig`]
+//! with diffusers' defaults for absent keys. Unknown keys are an error naming the key; keys
+//! this U-Net does not implement are accepted only at the one value it implements.
 
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// A block of the down path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DownBlock {
-    DownBlock2D,
-    AttnDownBlock2D,
+ddpm_runtime::named_enum! {
+    /// A block of the down path.
+    pub enum DownBlock {
+        DownBlock2D => "DownBlock2D",
+        AttnDownBlock2D => "AttnDownBlock2D",
+    }
 }
 
-/// A block of the up path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpBlock {
-    UpBlock2D,
-    AttnUpBlock2D,
+ddpm_runtime::named_enum! {
+    /// A block of the up path.
+    pub enum UpBlock {
+        UpBlock2D => "UpBlock2D",
+        AttnUpBlock2D => "AttnUpBlock2D",
+    }
+}
+
+ddpm_runtime::named_enum! {
+    /// The middle block (`mid_block_type`; null for none).
+    pub enum MidBlock {
+        UNetMidBlock2D => "UNetMidBlock2D",
+    }
+}
+
+// Keys with one implemented value: the value is the only name of the enum.
+ddpm_runtime::named_enum! {
+    /// `time_embedding_type`.
+    pub enum TimeEmbeddingType { Positional => "positional" }
+}
+ddpm_runtime::named_enum! {
+    /// `downsample_type` and `upsample_type`.
+    pub enum ResampleType { Conv => "conv" }
+}
+ddpm_runtime::named_enum! {
+    /// `act_fn` (diffusers treats swish as silu).
+    pub enum ActFn { Silu => "silu", Swish => "swish" }
+}
+ddpm_runtime::named_enum! {
+    /// `resnet_time_scale_shift`.
+    pub enum ResnetTimeScaleShift { Default => "default" }
 }
 
 /// A resolved UNet2DModel config (every value set, diffusers' defaults applied).
@@ -130,104 +159,35 @@ impl UNetConfig {
     }
 
     /// Parses and checks the text of a config.json; `file` names it in errors.
+    ///
+    /// ```
+    /// use ddpm_models::UNetConfig;
+    /// let c = UNetConfig::from_json_str(r#"{"sample_size": 32, "block_out_channels": [64, 128], "down_block_types": ["DownBlock2D", "AttnDownBlock2D"], "up_block_types": ["AttnUpBlock2D", "UpBlock2D"]}"#, "config.json")?;
+    /// assert_eq!(c.sample_size, Some((32, 32)));
+    /// assert_eq!(c.layers_per_block, 2); // diffusers' default
+    /// let e = UNetConfig::from_json_str(r#"{"act_fn": "gelu"}"#, "config.json").unwrap_err();
+    /// assert!(e.to_string().starts_with("config.json: config key `act_fn`"));
+    /// # Ok::<(), ddpm_models::Error>(())
+    /// ```
     pub fn from_json_str(text: &str, file: &str) -> Result<Self> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Error::bad_file(file, format!("invalid JSON: {e}")))?;
-        let Value::Object(map) = value else {
-            return Err(Error::bad_file(file, "expected a JSON object"));
-        };
-        let c = Self::from_map(&map, file)?;
+        let map = ddpm_runtime::config::json_object(text, file).map_err(|e| match e {
+            ddpm_runtime::Error::Json { msg, .. } => Error::bad_file(file, format!("invalid JSON: {msg}")),
+            other => Error::Runtime(other),
+        })?;
+        let keys: Keys = ddpm_runtime::config::from_json_map(map, file, "UNet2DModel config").map_err(|e| match e {
+            ddpm_runtime::Error::Config { file, key, msg } => Error::Config { file, key, msg },
+            other => Error::Runtime(other),
+        })?;
+        let c = keys.resolve(file)?;
         c.validate(file)?;
         Ok(c)
     }
 
+    /// Reads and checks a `config.json` (a regular file of at most
+    /// [`ddpm_io::limits::MAX_CONFIG_BYTES`]).
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let text = ddpm_runtime::limits::read_regular_text(path, ddpm_runtime::limits::MAX_CONFIG_BYTES, "UNet2DModel config")?;
+        let text = ddpm_io::files::read_regular_text(path, ddpm_io::limits::MAX_CONFIG_BYTES, "UNet2DModel config")?;
         Self::from_json_str(&text, &path.display().to_string())
-    }
-
-    fn from_map(map: &Map<String, Value>, file: &str) -> Result<Self> {
-        let err = |key: &str, msg: String| Error::Config { file: file.into(), key: key.into(), msg };
-        let uint = |k: &str, v: &Value| v.as_u64().map(|x| x as usize).ok_or_else(|| err(k, format!("found {v}, expected a non-negative integer")));
-        let float = |k: &str, v: &Value| v.as_f64().ok_or_else(|| err(k, format!("found {v}, expected a number")));
-        let boolean = |k: &str, v: &Value| v.as_bool().ok_or_else(|| err(k, format!("found {v}, expected true or false")));
-        let string = |k: &str, v: &Value| v.as_str().map(str::to_string).ok_or_else(|| err(k, format!("found {v}, expected a string")));
-        let list = |k: &str, v: &Value| v.as_array().cloned().ok_or_else(|| err(k, format!("found {v}, expected a list")));
-        let only = |k: &str, v: &Value, allowed: &[Value]| {
-            if allowed.contains(v) {
-                Ok(())
-            } else {
-                Err(err(k, format!("found {v}, only {} is supported", allowed.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" or "))))
-            }
-        };
-        let mut c = UNetConfig::default();
-        for (key, v) in map {
-            let k = key.as_str();
-            if k.starts_with('_') {
-                continue;
-            }
-            match k {
-                "sample_size" => {
-                    c.sample_size = match v {
-                        Value::Null => None,
-                        Value::Array(a) if a.len() == 2 => Some((uint(k, &a[0])?, uint(k, &a[1])?)),
-                        _ => {
-                            let s = uint(k, v)?;
-                            Some((s, s))
-                        }
-                    }
-                }
-                "in_channels" => c.in_channels = uint(k, v)?,
-                "out_channels" => c.out_channels = uint(k, v)?,
-                "center_input_sample" => c.center_input_sample = boolean(k, v)?,
-                "time_embedding_type" => only(k, v, &[json!("positional")])?,
-                "time_embedding_dim" => c.time_embedding_dim = if v.is_null() { None } else { Some(uint(k, v)?) },
-                "freq_shift" => c.freq_shift = float(k, v)?,
-                "flip_sin_to_cos" => c.flip_sin_to_cos = boolean(k, v)?,
-                "down_block_types" => {
-                    c.down_block_types = list(k, v)?
-                        .iter()
-                        .map(|b| match b.as_str() {
-                            Some("DownBlock2D") => Ok(DownBlock::DownBlock2D),
-                            Some("AttnDownBlock2D") => Ok(DownBlock::AttnDownBlock2D),
-                            _ => Err(err(k, format!("found {b}, expected DownBlock2D or AttnDownBlock2D"))),
-                        })
-                        .collect::<Result<_>>()?
-                }
-                "up_block_types" => {
-                    c.up_block_types = list(k, v)?
-                        .iter()
-                        .map(|b| match b.as_str() {
-                            Some("UpBlock2D") => Ok(UpBlock::UpBlock2D),
-                            Some("AttnUpBlock2D") => Ok(UpBlock::AttnUpBlock2D),
-                            _ => Err(err(k, format!("found {b}, expected UpBlock2D or AttnUpBlock2D"))),
-                        })
-                        .collect::<Result<_>>()?
-                }
-                "mid_block_type" => {
-                    only(k, v, &[json!("UNetMidBlock2D"), Value::Null])?;
-                    c.mid_block = !v.is_null();
-                }
-                "block_out_channels" => c.block_out_channels = list(k, v)?.iter().map(|b| uint(k, b)).collect::<Result<_>>()?,
-                "layers_per_block" => c.layers_per_block = uint(k, v)?,
-                "mid_block_scale_factor" => c.mid_block_scale_factor = float(k, v)?,
-                "downsample_padding" => c.downsample_padding = uint(k, v)?,
-                "downsample_type" | "upsample_type" => only(k, v, &[json!("conv")])?,
-                "dropout" => c.dropout = float(k, v)?,
-                "act_fn" => only(k, v, &[json!("silu"), json!("swish")])?,
-                "attention_head_dim" => c.attention_head_dim = if v.is_null() { None } else { Some(uint(k, v)?) },
-                "norm_num_groups" => c.norm_num_groups = uint(k, v)?,
-                "attn_norm_num_groups" => c.attn_norm_num_groups = if v.is_null() { None } else { Some(uint(k, v)?) },
-                "norm_eps" => c.norm_eps = float(k, v)?,
-                "resnet_time_scale_shift" => only(k, v, &[json!("default")])?,
-                "add_attention" => c.add_attention = boolean(k, v)?,
-                "class_embed_type" => only(k, v, &[Value::Null])?,
-                "num_class_embeds" => c.num_class_embeds = if v.is_null() { None } else { Some(uint(k, v)?) },
-                "num_train_timesteps" => c.num_train_timesteps = if v.is_null() { None } else { Some(uint(k, v)?) },
-                other => return Err(err(other, format!("unknown UNet2DModel config key (value {})", string(other, v).unwrap_or_else(|_| v.to_string())))),
-            }
-        }
-        Ok(c)
     }
 
     /// Every check of a config read from a file: [`check_values`](Self::check_values), then
@@ -356,49 +316,147 @@ impl UNetConfig {
 
     /// The config as diffusers writes it (every key), for `config.json` and ONNX metadata.
     pub fn to_json(&self) -> Value {
-        let down: Vec<&str> = self.down_block_types.iter().map(|b| match b {
-            DownBlock::DownBlock2D => "DownBlock2D",
-            DownBlock::AttnDownBlock2D => "AttnDownBlock2D",
-        }).collect();
-        let up: Vec<&str> = self.up_block_types.iter().map(|b| match b {
-            UpBlock::UpBlock2D => "UpBlock2D",
-            UpBlock::AttnUpBlock2D => "AttnUpBlock2D",
-        }).collect();
-        let sample_size = match self.sample_size {
-            None => Value::Null,
-            Some((h, w)) if h == w => json!(h),
-            Some((h, w)) => json!([h, w]),
-        };
-        json!({
-            "_class_name": "UNet2DModel",
-            "act_fn": "silu",
-            "add_attention": self.add_attention,
-            "attention_head_dim": self.attention_head_dim,
-            "attn_norm_num_groups": self.attn_norm_num_groups,
-            "block_out_channels": self.block_out_channels,
-            "center_input_sample": self.center_input_sample,
-            "class_embed_type": null,
-            "down_block_types": down,
-            "downsample_padding": self.downsample_padding,
-            "downsample_type": "conv",
-            "dropout": self.dropout,
-            "flip_sin_to_cos": self.flip_sin_to_cos,
-            "freq_shift": self.freq_shift,
-            "in_channels": self.in_channels,
-            "layers_per_block": self.layers_per_block,
-            "mid_block_scale_factor": self.mid_block_scale_factor,
-            "mid_block_type": if self.mid_block { json!("UNetMidBlock2D") } else { Value::Null },
-            "norm_eps": self.norm_eps,
-            "norm_num_groups": self.norm_num_groups,
-            "num_class_embeds": self.num_class_embeds,
-            "num_train_timesteps": self.num_train_timesteps,
-            "out_channels": self.out_channels,
-            "resnet_time_scale_shift": "default",
-            "sample_size": sample_size,
-            "time_embedding_dim": self.time_embedding_dim,
-            "time_embedding_type": "positional",
-            "up_block_types": up,
-            "upsample_type": "conv",
+        let mut v = serde_json::to_value(Keys::from(self)).unwrap_or_default();
+        if let Value::Object(m) = &mut v {
+            m.insert("_class_name".into(), "UNet2DModel".into());
+        }
+        v
+    }
+}
+
+/// The keys of a UNet2DModel `config.json`, as diffusers names them, with its defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+struct Keys {
+    #[serde(with = "sample_size")]
+    sample_size: Option<(usize, usize)>,
+    in_channels: usize,
+    out_channels: usize,
+    center_input_sample: bool,
+    time_embedding_type: TimeEmbeddingType,
+    time_embedding_dim: Option<usize>,
+    freq_shift: f64,
+    flip_sin_to_cos: bool,
+    down_block_types: Vec<DownBlock>,
+    mid_block_type: Option<MidBlock>,
+    up_block_types: Vec<UpBlock>,
+    block_out_channels: Vec<usize>,
+    layers_per_block: usize,
+    mid_block_scale_factor: f64,
+    downsample_padding: usize,
+    downsample_type: ResampleType,
+    upsample_type: ResampleType,
+    dropout: f64,
+    act_fn: ActFn,
+    attention_head_dim: Option<usize>,
+    norm_num_groups: usize,
+    attn_norm_num_groups: Option<usize>,
+    norm_eps: f64,
+    resnet_time_scale_shift: ResnetTimeScaleShift,
+    add_attention: bool,
+    /// Only null (no class embedding beyond `num_class_embeds`) is implemented.
+    class_embed_type: Option<Value>,
+    num_class_embeds: Option<usize>,
+    num_train_timesteps: Option<usize>,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys::from(&UNetConfig::default())
+    }
+}
+
+impl From<&UNetConfig> for Keys {
+    fn from(c: &UNetConfig) -> Self {
+        Keys {
+            sample_size: c.sample_size,
+            in_channels: c.in_channels,
+            out_channels: c.out_channels,
+            center_input_sample: c.center_input_sample,
+            time_embedding_type: TimeEmbeddingType::Positional,
+            time_embedding_dim: c.time_embedding_dim,
+            freq_shift: c.freq_shift,
+            flip_sin_to_cos: c.flip_sin_to_cos,
+            down_block_types: c.down_block_types.clone(),
+            mid_block_type: c.mid_block.then_some(MidBlock::UNetMidBlock2D),
+            up_block_types: c.up_block_types.clone(),
+            block_out_channels: c.block_out_channels.clone(),
+            layers_per_block: c.layers_per_block,
+            mid_block_scale_factor: c.mid_block_scale_factor,
+            downsample_padding: c.downsample_padding,
+            downsample_type: ResampleType::Conv,
+            upsample_type: ResampleType::Conv,
+            dropout: c.dropout,
+            act_fn: ActFn::Silu,
+            attention_head_dim: c.attention_head_dim,
+            norm_num_groups: c.norm_num_groups,
+            attn_norm_num_groups: c.attn_norm_num_groups,
+            norm_eps: c.norm_eps,
+            resnet_time_scale_shift: ResnetTimeScaleShift::Default,
+            add_attention: c.add_attention,
+            class_embed_type: None,
+            num_class_embeds: c.num_class_embeds,
+            num_train_timesteps: c.num_train_timesteps,
+        }
+    }
+}
+
+impl Keys {
+    fn resolve(self, file: &str) -> Result<UNetConfig> {
+        if let Some(v) = self.class_embed_type {
+            return Err(Error::Config { file: file.into(), key: "class_embed_type".into(), msg: format!("found {v}, only null is supported") });
+        }
+        Ok(UNetConfig {
+            sample_size: self.sample_size,
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            center_input_sample: self.center_input_sample,
+            time_embedding_dim: self.time_embedding_dim,
+            freq_shift: self.freq_shift,
+            flip_sin_to_cos: self.flip_sin_to_cos,
+            down_block_types: self.down_block_types,
+            mid_block: self.mid_block_type.is_some(),
+            up_block_types: self.up_block_types,
+            block_out_channels: self.block_out_channels,
+            layers_per_block: self.layers_per_block,
+            mid_block_scale_factor: self.mid_block_scale_factor,
+            downsample_padding: self.downsample_padding,
+            dropout: self.dropout,
+            attention_head_dim: self.attention_head_dim,
+            norm_num_groups: self.norm_num_groups,
+            attn_norm_num_groups: self.attn_norm_num_groups,
+            norm_eps: self.norm_eps,
+            add_attention: self.add_attention,
+            num_class_embeds: self.num_class_embeds,
+            num_train_timesteps: self.num_train_timesteps,
+        })
+    }
+}
+
+/// `sample_size`: an int (square), a pair [height, width], or null.
+mod sample_size {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Square(usize),
+        Pair([usize; 2]),
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<(usize, usize)>, s: S) -> Result<S::Ok, S::Error> {
+        match *v {
+            None => s.serialize_none(),
+            Some((h, w)) if h == w => Size::Square(h).serialize(s),
+            Some((h, w)) => Size::Pair([h, w]).serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<(usize, usize)>, D::Error> {
+        Ok(match Option::<Size>::deserialize(d).map_err(|_| serde::de::Error::custom("expected an integer, a pair [height, width] or null"))? {
+            None => None,
+            Some(Size::Square(s)) => Some((s, s)),
+            Some(Size::Pair([h, w])) => Some((h, w)),
         })
     }
 }

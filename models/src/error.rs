@@ -47,4 +47,10 @@ impl Error {
     }
 }
 
+impl From<ddpm_io::Error> for Error {
+    fn from(e: ddpm_io::Error) -> Self {
+        Error::Runtime(e.into())
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

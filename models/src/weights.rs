@@ -3,7 +3,7 @@
 //! its config, and written back atomically.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -50,13 +50,13 @@ fn to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
 /// A regular file of at most a third of the memory limit (its bytes and the float32 copy
 /// must fit beside each other).
 fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
-    let (limit, _) = ddpm_runtime::limits::memory_limit();
+    let (limit, _) = ddpm_io::limits::memory_limit();
     if let Ok(m) = std::fs::metadata(path) {
         if m.is_file() {
-            ddpm_runtime::limits::check_memory(&format!("{}: {} bytes of weights", path.display(), m.len()), m.len() as u128 * 3)?;
+            ddpm_io::limits::check_memory(&format!("{}: {} bytes of weights", path.display(), m.len()), m.len() as u128 * 3)?;
         }
     }
-    Ok(ddpm_runtime::limits::read_regular_file(path, limit, "safetensors weights")?)
+    Ok(ddpm_io::files::read_regular_file(path, limit, "safetensors weights")?)
 }
 
 /// Reads a safetensors file and checks it against the config's parameter list: every
@@ -133,22 +133,24 @@ impl UNetCheckpoint {
     pub fn save(dir: &Path, config: &UNetConfig, weights: &Weights) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let text = serde_json::to_string_pretty(&config.to_json()).map_err(|e| Error::Backend(e.to_string()))?;
-        write_atomically(&dir.join(CONFIG_FILE), text.as_bytes())?;
+        ddpm_io::files::write_atomically(&dir.join(CONFIG_FILE), |w| w.write_all(text.as_bytes()))?;
         write_safetensors(&dir.join(WEIGHTS_FILE), weights)
     }
 }
 
 /// Writes float32 weights as a safetensors file (atomically).
 pub fn write_safetensors(path: &Path, weights: &Weights) -> Result<()> {
-    write_atomically(path, &serialize(weights, false)?)
+    let bytes = serialize(weights, false)?;
+    Ok(ddpm_io::files::write_atomically(path, |w| w.write_all(&bytes))?)
 }
 
 /// Writes `dir/config.json` and the weights in float16 (atomically).
 pub fn save_unet_f16(dir: &Path, config: &UNetConfig, weights: &Weights) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let text = serde_json::to_string_pretty(&config.to_json()).map_err(|e| Error::Backend(e.to_string()))?;
-    write_atomically(&dir.join(CONFIG_FILE), text.as_bytes())?;
-    write_atomically(&dir.join(WEIGHTS_FILE), &serialize(weights, true)?)
+    ddpm_io::files::write_atomically(&dir.join(CONFIG_FILE), |w| w.write_all(text.as_bytes()))?;
+    let bytes = serialize(weights, true)?;
+    Ok(ddpm_io::files::write_atomically(dir.join(WEIGHTS_FILE), |w| w.write_all(&bytes))?)
 }
 
 /// The safetensors bytes of `weights`, in float16 or float32.
@@ -188,18 +190,3 @@ pub fn read_safetensors(path: &Path) -> Result<Weights> {
     Ok(out)
 }
 
-/// Writes a file through a temporary name in the same folder and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    // tempfile creates 0600 files; checkpoints are for the user to share.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(path, e))?;
-    }
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
-}

@@ -18,7 +18,7 @@ fn main() -> ddpm_runtime::Result<()> {
         .n(16)
         .seed(42)
         .run()?;
-    ddpm_runtime::output::write_png_grid(&out, &samples.data, samples.shape)?;
+    ddpm_io::png::write_png_grid(&out, &samples.data, samples.shape)?;
     println!("wrote {out}");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The one thing a sampler knows about a model: given x_t and t, return the model output.
 
 use crate::error::Result;
+use crate::sampler::AffineStep;
 use crate::schedule::Schedule;
 
 /// Shapes a denoiser works with.
@@ -26,6 +27,23 @@ impl ModelShape {
 }
 
 /// A noise-prediction network eps_theta(x_t, t) (or any other prediction type).
+///
+/// ```
+/// use ddpm_runtime::{Denoiser, ModelShape, Result};
+/// /// Predicts zero noise everywhere.
+/// struct Zero(ModelShape);
+/// impl Denoiser for Zero {
+///     fn shape(&self) -> ModelShape { self.0 }
+///     fn predict(&mut self, sample: &[f32], _batch: usize, _t: i64, _labels: Option<&[i64]>) -> Result<Vec<f32>> {
+///         Ok(vec![0.0; sample.len()])
+///     }
+/// }
+/// let shape = ModelShape { channels: 1, height: 2, width: 2, out_channels: 1, num_classes: None };
+/// let mut out = vec![1.0; 4];
+/// Zero(shape).predict_into(&[0.5; 4], 1, 10, None, &mut out)?;
+/// assert_eq!(out, vec![0.0; 4]);
+/// # Ok::<(), ddpm_runtime::Error>(())
+/// ```
 ///
 /// # Shapes
 /// `sample` is [batch, C, H, W] flattened; the result is [batch, C_out, H, W] flattened.
@@ -59,28 +77,34 @@ pub trait Denoiser {
         Ok(())
     }
 
-    /// Whether [`Denoiser::fused_step`] is there (a graph exported with `--fused-step`).
-    fn supports_fused_step(&self) -> bool {
-        false
+    /// The fused-step view of this denoiser, when it has one (a graph exported with
+    /// `--fused-step`); None by default.
+    fn as_fused(&mut self) -> Option<&mut dyn FusedDenoiser> {
+        None
     }
+}
 
-    /// One model evaluation and one sampler update in the model (see
-    /// [`crate::sampler::Sampler::affine_step`]): writes x_prev to `prev` and the clamped
-    /// predicted x_0 to `pred_x0`.
-    #[allow(clippy::too_many_arguments)]
-    fn fused_step(
-        &mut self,
-        _sample: &[f32],
-        _batch: usize,
-        _t: i64,
-        _class_labels: Option<&[i64]>,
-        _coefficients: &crate::sampler::AffineStep,
-        _noise: Option<&[f32]>,
-        _prev: &mut [f32],
-        _pred_x0: &mut [f32],
-    ) -> Result<()> {
-        Err(crate::error::Error::InvalidArgument("this denoiser has no fused step".into()))
-    }
+/// One model evaluation of a fused-step graph: the model's inputs and the step's
+/// coefficients.
+#[derive(Debug, Clone, Copy)]
+pub struct FusedInput<'a> {
+    /// x_t, [batch, C, H, W] flattened.
+    pub sample: &'a [f32],
+    pub batch: usize,
+    pub t: i64,
+    pub class_labels: Option<&'a [i64]>,
+    /// The sampler's update at this step.
+    pub step: &'a AffineStep,
+    /// The step's Gaussian noise (same layout as `sample`), None for a deterministic step.
+    pub noise: Option<&'a [f32]>,
+}
+
+/// A denoiser that also applies a sampler's [`AffineStep`] inside the model (a graph
+/// exported with `exporter onnx --fused-step`), so that a step is one call.
+pub trait FusedDenoiser {
+    /// Evaluates the model and the update: writes x_prev to `prev` and the clamped predicted
+    /// x_0 to `pred_x0` (both the layout of `input.sample`).
+    fn fused_step(&mut self, input: FusedInput<'_>, prev: &mut [f32], pred_x0: &mut [f32]) -> Result<()>;
 }
 
 /// `&mut D` and `Box<D>` are denoisers when D is: every method forwards.
@@ -103,21 +127,8 @@ macro_rules! forward_denoiser {
             ) -> Result<()> {
                 (**self).predict_into(sample, batch, t, class_labels, out)
             }
-            fn supports_fused_step(&self) -> bool {
-                (**self).supports_fused_step()
-            }
-            fn fused_step(
-                &mut self,
-                sample: &[f32],
-                batch: usize,
-                t: i64,
-                class_labels: Option<&[i64]>,
-                coefficients: &crate::sampler::AffineStep,
-                noise: Option<&[f32]>,
-                prev: &mut [f32],
-                pred_x0: &mut [f32],
-            ) -> Result<()> {
-                (**self).fused_step(sample, batch, t, class_labels, coefficients, noise, prev, pred_x0)
+            fn as_fused(&mut self) -> Option<&mut dyn FusedDenoiser> {
+                (**self).as_fused()
             }
         }
     )*};

@@ -9,6 +9,9 @@ pub enum Error {
     /// A scheduler or model config key is unknown, unsupported or of the wrong type.
     #[error("{}config key `{key}`: {msg}", file_prefix(.file))]
     Config { file: String, key: String, msg: String },
+    /// A scheduler config value that no sampler can run (see [`crate::params`]).
+    #[error("{}config key `{}`: {err}", file_prefix(.file), .err.key())]
+    Param { file: String, err: crate::params::ParamError },
     /// A config file or metadata entry is not valid JSON.
     #[error("{what}: invalid JSON: {msg}")]
     Json { what: String, msg: String },
@@ -52,11 +55,22 @@ impl Error {
     pub(crate) fn config(key: &str, msg: impl Into<String>) -> Self {
         Error::Config { file: String::new(), key: key.to_string(), msg: msg.into() }
     }
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), err: source }
     }
-    pub(crate) fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+    /// A file that is not what it should be.
+    pub fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::BadFile { path: path.into(), msg: msg.into() }
+    }
+    /// The same error, said of the file `file` (a config error raised before the file's
+    /// name was known).
+    pub fn in_file(self, file: &str) -> Self {
+        match self {
+            Error::Config { file: f, key, msg } if f.is_empty() => Error::Config { file: file.into(), key, msg },
+            Error::Param { file: f, err } if f.is_empty() => Error::Param { file: file.into(), err },
+            other => other,
+        }
     }
     /// True when the error comes from the caller's input (exit code 2 in the CLIs)
     /// rather than from an internal failure.
@@ -77,6 +91,23 @@ fn file_prefix(file: &str) -> String {
         String::new()
     } else {
         format!("{file}: ")
+    }
+}
+
+impl From<crate::params::ParamError> for Error {
+    fn from(err: crate::params::ParamError) -> Self {
+        Error::Param { file: String::new(), err }
+    }
+}
+
+impl From<ddpm_io::Error> for Error {
+    fn from(e: ddpm_io::Error) -> Self {
+        match e {
+            ddpm_io::Error::Io { path, err } => Error::Io { path, err },
+            ddpm_io::Error::BadFile { path, msg } => Error::BadFile { path, msg },
+            ddpm_io::Error::TooLarge(m) => Error::TooLarge(m),
+            ddpm_io::Error::InvalidArgument(m) => Error::InvalidArgument(m),
+        }
     }
 }
 

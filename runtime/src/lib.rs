@@ -17,33 +17,30 @@
 //! ```
 #![warn(clippy::unwrap_used)]
 
-#[cfg(feature = "cli")]
-pub mod cli;
+
+mod names;
 pub mod config;
 pub mod denoiser;
 pub mod error;
-pub mod limits;
-#[cfg(feature = "onnx")]
-pub mod eval;
 pub mod noise;
 #[cfg(feature = "onnx")]
 pub mod onnx;
-pub mod output;
+pub mod params;
 pub mod pipeline;
 pub mod prediction;
-#[cfg(feature = "onnx")]
-pub mod pretrained;
 pub mod sampler;
 pub mod schedule;
 pub mod spacing;
 pub mod sys;
 
 pub use config::{BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing, VarianceType};
-pub use denoiser::{Denoiser, GaussianDenoiser, ModelShape};
+pub use denoiser::{Denoiser, FusedDenoiser, FusedInput, GaussianDenoiser, ModelShape};
 pub use error::{Error, Result};
 #[cfg(feature = "onnx")]
 pub use onnx::{ExecutionProvider, OnnxDenoiser, Precision};
-pub use pipeline::{ClassLabels, Pipeline, Progress, Samples};
+pub use pipeline::{ClassLabels, Pipeline, Plan, Progress, Samples};
 pub use sampler::{Sampler, SamplerKind, SamplerOptions};
 pub use schedule::Schedule;
 pub use sys::CpuFeatures;
+/// Memory and thread limits every request is checked against (from `ddpm-io`).
+pub use ddpm_io::limits;

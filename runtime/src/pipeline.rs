@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use crate::config::{SchedulerConfig, TimestepSpacing};
-use crate::denoiser::Denoiser;
+use crate::denoiser::{Denoiser, FusedInput};
 use crate::error::{Error, Result};
 use crate::noise::{fill_normal, label_rng, sample_rng};
 use crate::sampler::{self, Layout, SamplerKind, SamplerOptions};
@@ -48,21 +48,38 @@ pub struct Samples {
     pub total_time: Duration,
 }
 
+/// What a run will do (see [`Pipeline::plan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The timesteps of the chain, in order.
+    pub timesteps: Vec<i64>,
+    /// Model evaluations: batches x steps.
+    pub evaluations: usize,
+}
+
 /// Builder for a sampling run.
 ///
 /// ```no_run
-/// use ddpm_runtime::{OnnxDenoiser, Pipeline, SamplerKind};
+/// use ddpm_runtime::{OnnxDenoiser, SamplerKind};
 /// # fn main() -> ddpm_runtime::Result<()> {
 /// let mut model = OnnxDenoiser::builder().from_file("model.onnx")?;
-/// let config = model.scheduler_config();
-/// let samples = Pipeline::new(&mut model, config)
-///     .sampler(SamplerKind::Ddim)
-///     .steps(50)
-///     .n(16)
-///     .seed(42)
-///     .run()?;
-/// ddpm_runtime::output::write_png_grid("samples.png", &samples.data, samples.shape)?;
+/// // The model's own scheduler config (the .onnx metadata) drives the chain.
+/// let samples = model.pipeline().sampler(SamplerKind::Ddim).steps(50).n(16).seed(42).run()?;
+/// assert_eq!(samples.shape[0], 16);
 /// # Ok(()) }
+/// ```
+///
+/// Any [`Denoiser`] runs with a config of its own:
+///
+/// ```
+/// use ddpm_runtime::{GaussianDenoiser, ModelShape, Pipeline, SamplerKind, Schedule, SchedulerConfig};
+/// let config = SchedulerConfig { clip_sample: Some(false), ..SchedulerConfig::paper() };
+/// let shape = ModelShape { channels: 1, height: 8, width: 8, out_channels: 1, num_classes: None };
+/// let model = GaussianDenoiser { mean: 0.5, std: 0.1, schedule: Schedule::from_config(&config)?, shape };
+/// let samples = Pipeline::new(model, config).sampler(SamplerKind::DpmSolverPP).steps(20).n(4).seed(1).run()?;
+/// let mean = samples.data.iter().sum::<f32>() / samples.data.len() as f32;
+/// assert!((mean - 0.5).abs() < 0.05, "{mean}");
+/// # Ok::<(), ddpm_runtime::Error>(())
 /// ```
 pub struct Pipeline<'p, D: Denoiser> {
     denoiser: D,
@@ -158,15 +175,22 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
         self
     }
 
-    /// The number of steps of the chain this run will take.
-    pub fn steps_planned(&self) -> Result<usize> {
-        Ok(sampler::build(&self.config, &self.options)?.timesteps().len())
-    }
-
-    /// The number of model evaluations the run will make.
-    pub fn evaluations(&self) -> Result<usize> {
-        let steps = sampler::build(&self.config, &self.options)?.timesteps().len();
-        Ok(self.sample_count()?.div_ceil(self.batch_size.max(1)) * steps)
+    /// What this run will do: its timesteps and model evaluations (checks the scheduler
+    /// config and options as [`Pipeline::run`] does).
+    ///
+    /// ```
+    /// use ddpm_runtime::{GaussianDenoiser, ModelShape, Pipeline, SamplerKind, Schedule, SchedulerConfig};
+    /// let config = SchedulerConfig::paper();
+    /// let shape = ModelShape { channels: 1, height: 4, width: 4, out_channels: 1, num_classes: None };
+    /// let model = GaussianDenoiser { mean: 0.0, std: 0.5, schedule: Schedule::from_config(&config)?, shape };
+    /// let plan = Pipeline::new(model, config).sampler(SamplerKind::Ddim).steps(10).n(20).batch_size(8).plan()?;
+    /// assert_eq!((plan.timesteps.len(), plan.evaluations), (10, 30));
+    /// # Ok::<(), ddpm_runtime::Error>(())
+    /// ```
+    pub fn plan(&self) -> Result<Plan> {
+        let timesteps = sampler::build(&self.config, &self.options)?.timesteps().to_vec();
+        let evaluations = self.sample_count()?.div_ceil(self.batch_size.max(1)) * timesteps.len();
+        Ok(Plan { timesteps, evaluations })
     }
 
     fn sample_count(&self) -> Result<usize> {
@@ -239,7 +263,10 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
             }
         }
         let per = shape.sample_len();
-        let steps = sampler::build(&self.config, &self.options)?.timesteps().len();
+        // One sampler for the run, reset between batches.
+        let mut sampler = sampler::build(&self.config, &self.options)?;
+        let timesteps = sampler.timesteps().to_vec();
+        let steps = timesteps.len();
         // Everything the run holds, checked before anything is allocated: the samples, the
         // recorded trajectory, a batch's buffers and the labels.
         let frames = self.trajectory_every.map_or(0, |e| steps.div_ceil(e.max(1)) + 1);
@@ -264,7 +291,7 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
         let mut evals = 0;
         let mut fused_evals = 0;
         let mut model_time = Duration::ZERO;
-        let fused = self.fused && self.denoiser.supports_fused_step();
+        let fused = self.fused && self.denoiser.as_fused().is_some();
 
         for start in (0..n).step_by(self.batch_size) {
             let end = (start + self.batch_size).min(n);
@@ -282,8 +309,7 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
             }
             let batch_labels = labels.as_ref().map(|l| &l[start..end]);
             // 2. the reverse chain
-            let mut sampler = sampler::build(&self.config, &self.options)?;
-            let timesteps = sampler.timesteps().to_vec();
+            sampler.reset();
             // Buffers of the chain, allocated once per batch: nothing is allocated per step.
             let mut step_noise = vec![0.0f32; b * per];
             let mut x0 = vec![0.0f32; b * per];
@@ -301,9 +327,11 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
                 } else {
                     None
                 };
-                if let Some(coefficients) = fused.then(|| sampler.affine_step(i)).flatten() {
+                let fused_model = if fused { sampler.affine_step(i).zip(self.denoiser.as_fused()) } else { None };
+                if let Some((step, model)) = fused_model {
                     let t0 = Instant::now();
-                    self.denoiser.fused_step(x, b, t, batch_labels, &coefficients, noise, &mut prev, &mut x0)?;
+                    let input = FusedInput { sample: x, batch: b, t, class_labels: batch_labels, step: &step, noise };
+                    model.fused_step(input, &mut prev, &mut x0)?;
                     model_time += t0.elapsed();
                     if !prev.iter().all(|v| v.is_finite()) {
                         return Err(Error::NonFinite(format!("fused step output at t = {t}")));

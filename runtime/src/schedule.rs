@@ -28,6 +28,18 @@ fn betas_for_cosine_alpha_bar(n: usize, max_beta: f64) -> Vec<f64> {
         .collect()
 }
 
+/// The betas of a named schedule over `n` training timesteps.
+pub(crate) fn betas(kind: BetaSchedule, start: f64, end: f64, n: usize) -> Vec<f64> {
+    match kind {
+        BetaSchedule::Linear => linspace(start, end, n),
+        BetaSchedule::ScaledLinear => linspace(start.sqrt(), end.sqrt(), n).into_iter().map(|b| b * b).collect(),
+        BetaSchedule::SquaredcosCapV2 => betas_for_cosine_alpha_bar(n, 0.999),
+        BetaSchedule::Sigmoid => {
+            linspace(-6.0, 6.0, n).into_iter().map(|x| 1.0 / (1.0 + (-x).exp()) * (end - start) + start).collect()
+        }
+    }
+}
+
 fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     if n == 1 {
         return vec![start];
@@ -60,39 +72,27 @@ pub fn rescale_betas_zero_snr(betas: &[f64]) -> Vec<f64> {
 }
 
 impl Schedule {
-    /// Builds the schedule a scheduler config describes (diffusers' defaults for absent keys).
+    /// Builds the schedule a scheduler config describes (diffusers' defaults for absent
+    /// keys), after checking the config ([`crate::params::check`]).
+    ///
+    /// ```
+    /// use ddpm_runtime::{Schedule, SchedulerConfig};
+    /// let s = Schedule::from_config(&SchedulerConfig::paper())?;
+    /// assert_eq!(s.num_train_timesteps(), 1000);
+    /// assert!((s.betas()[0] - 1e-4).abs() < 1e-12);
+    /// # Ok::<(), ddpm_runtime::Error>(())
+    /// ```
     pub fn from_config(config: &SchedulerConfig) -> Result<Self> {
-        let betas = if let Some(betas) = &config.trained_betas {
-            if betas.is_empty() {
-                return Err(Error::config("trained_betas", "found an empty list, expected one beta per timestep"));
-            }
-            betas.clone()
-        } else {
-            let n = config.num_train_timesteps.unwrap_or(1000);
-            if n == 0 {
-                return Err(Error::config("num_train_timesteps", "found 0, expected at least 1"));
-            }
-            let (start, end) = (config.beta_start.unwrap_or(1e-4), config.beta_end.unwrap_or(0.02));
-            match config.beta_schedule.unwrap_or(BetaSchedule::Linear) {
-                BetaSchedule::Linear => linspace(start, end, n),
-                BetaSchedule::ScaledLinear => {
-                    linspace(start.sqrt(), end.sqrt(), n).into_iter().map(|b| b * b).collect()
-                }
-                BetaSchedule::SquaredcosCapV2 => betas_for_cosine_alpha_bar(n, 0.999),
-                BetaSchedule::Sigmoid => linspace(-6.0, 6.0, n)
-                    .into_iter()
-                    .map(|x| 1.0 / (1.0 + (-x).exp()) * (end - start) + start)
-                    .collect(),
-            }
-        };
-        if let Some((i, b)) = betas.iter().enumerate().find(|(_, b)| !(**b >= 0.0 && **b <= 1.0)) {
-            return Err(Error::config("betas", format!("beta[{i}] = {b}, expected a value in [0, 1]")));
-        }
-        let betas = if config.rescale_betas_zero_snr.unwrap_or(false) { rescale_betas_zero_snr(&betas) } else { betas };
-        Ok(Self::from_betas(betas))
+        crate::params::check(config)?;
+        Ok(crate::params::schedule(config)?)
     }
 
     /// A schedule from explicit betas.
+    ///
+    /// ```
+    /// let s = ddpm_runtime::Schedule::from_betas(vec![0.5, 0.5]);
+    /// assert_eq!(s.alphas_cumprod(), &[0.5, 0.25]);
+    /// ```
     pub fn from_betas(betas: Vec<f64>) -> Self {
         let mut prod = 1.0;
         let alphas_cumprod = betas

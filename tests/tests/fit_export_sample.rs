@@ -50,7 +50,7 @@ fn fit_then_export_then_sample() {
         run: run.clone(),
         data: halves(64),
         config,
-        scheduler_json: ddpm_runtime::config::PAPER_DEFAULTS.into(),
+        scheduler: ddpm_runtime::SchedulerConfig::paper(),
         options,
         resume: None,
         device: tch::Device::Cpu,

@@ -14,7 +14,7 @@ use ddpm_exporter::onnx::proto::{
     TensorProto, ValueInfoProto,
 };
 use ddpm_exporter::onnx::{attr_int, attr_ints, float_tensor, int64_tensor as ints};
-use ddpm_runtime::output::write_npy;
+use ddpm_io::npy::write_npy;
 use prost::Message;
 
 const ADDRESS_SPACE: u64 = 4 << 30;

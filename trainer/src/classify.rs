@@ -156,13 +156,13 @@ pub fn export(clf: &DigitClassifier, weights: &Weights, data: &Dataset, out: &Pa
         Vec::<f32>::try_from(&f.f_flatten(0, -1)?)?
     };
     let flat = Vec::<f32>::try_from(&x.f_flatten(0, -1)?)?;
-    let mut extractor = ddpm_runtime::eval::FeatureExtractor::from_memory(&bytes, "classifier")?;
+    let mut extractor = ddpm_eval::FeatureExtractor::from_memory(&bytes, "classifier")?;
     let ours = extractor.features(&flat, idx.len())?.0;
     let scale = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
     let err = ours.iter().zip(&theirs).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
     if err > 1e-4 {
         return Err(TrainError::Diverged(format!("exported classifier differs from libtorch: relative error {err:.2e}")));
     }
-    ddpm_models::weights::write_atomically(out, &bytes)?;
+    ddpm_io::files::write_atomically(out, |w| w.write_all(&bytes))?;
     Ok(err)
 }

@@ -2,7 +2,7 @@
 //! recursively; sub-folder names as class labels), MNIST IDX files (plain or .gz, labels
 //! beside them when present) or CIFAR-10 binary batches.
 
-use std::io::Read;
+
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, TrainError};
@@ -49,27 +49,19 @@ fn bad(path: &Path, msg: impl Into<String>) -> TrainError {
     TrainError::Data(format!("{}: {}", path.display(), msg.into()))
 }
 
+/// A training-data file, plain or gzipped, read (and decompressed) to at most a quarter of
+/// the memory limit.
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let (limit, _) = ddpm_runtime::limits::memory_limit();
-    let raw = ddpm_runtime::limits::read_regular_file(path, limit / 4, "training data").map_err(|e| bad(path, e.to_string()))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        // Decompressed no further than the memory limit allows (a gzip bomb stops there).
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .take(limit / 4)
-            .read_to_end(&mut out)
-            .map_err(|e| bad(path, format!("corrupt gzip: {e}")))?;
-        if out.len() as u64 >= limit / 4 {
-            return Err(bad(path, format!("decompresses to more than {} (a quarter of the memory limit)", ddpm_runtime::limits::human(limit / 4))));
-        }
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
+    let (limit, _) = ddpm_io::limits::memory_limit();
+    ddpm_io::idx::read_maybe_gz(path, limit / 4, "training data").map_err(|e| match e {
+        ddpm_io::Error::TooLarge(_) => bad(path, format!("decompresses to more than {} (a quarter of the memory limit)", ddpm_io::limits::human(limit / 4))),
+        other => bad(path, strip_path(&other.to_string(), path)),
+    })
 }
 
-fn be_u32(b: &[u8], at: usize) -> usize {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
+/// A message of ddpm-io without its leading "PATH: " (the trainer's own error adds it).
+fn strip_path(msg: &str, path: &Path) -> String {
+    msg.strip_prefix(&format!("{}: ", path.display())).unwrap_or(msg).to_string()
 }
 
 /// The labels file beside an MNIST images file (…images-idx3-ubyte → …labels-idx1-ubyte).
@@ -85,34 +77,27 @@ fn idx_labels_path(images: &Path) -> Option<PathBuf> {
 }
 
 fn load_idx(path: &Path) -> Result<Dataset> {
-    let b = read_maybe_gz(path)?;
-    if b.len() < 16 || be_u32(&b, 0) != 0x0803 {
-        return Err(bad(path, "not an IDX image file (expected magic 0x00000803, unsigned bytes, 3 dimensions)"));
-    }
-    let (n, h, w) = (be_u32(&b, 4), be_u32(&b, 8), be_u32(&b, 12));
-    let expected = (n as u128) * (h as u128) * (w as u128);
-    if (b.len() - 16) as u128 != expected {
-        return Err(bad(path, format!("{} bytes of pixels, expected {n} x {h} x {w} = {expected}", b.len() - 16)));
-    }
+    let images = ddpm_io::idx::parse_idx(&read_maybe_gz(path)?, 3, path).map_err(|e| bad(path, strip_path(&e.to_string(), path)))?;
+    let [n, h, w] = [images.dims[0], images.dims[1], images.dims[2]];
     let labels = match idx_labels_path(path) {
         Some(lp) => {
-            let l = read_maybe_gz(&lp)?;
-            if l.len() < 8 || be_u32(&l, 0) != 0x0801 || be_u32(&l, 4) != n || l.len() != 8 + n {
-                return Err(bad(&lp, format!("not an IDX label file with {n} labels")));
+            let l = ddpm_io::idx::parse_idx(&read_maybe_gz(&lp)?, 1, &lp).map_err(|e| bad(&lp, strip_path(&e.to_string(), &lp)))?;
+            if l.dims[0] != n {
+                return Err(bad(&lp, format!("not an IDX label file with {n} labels (it has {})", l.dims[0])));
             }
-            Some(l[8..].iter().map(|&v| v as i64).collect())
+            Some(l.data.iter().map(|&v| v as i64).collect())
         }
         None => None,
     };
-    Ok(Dataset { pixels: b[16..].to_vec(), labels, class_names: vec![], n, channels: 1, height: h, width: w, skipped: 0, source: path.display().to_string() })
+    Ok(Dataset { pixels: images.data, labels, class_names: vec![], n, channels: 1, height: h, width: w, skipped: 0, source: path.display().to_string() })
 }
 
 fn load_cifar(files: &[PathBuf]) -> Result<Dataset> {
     const REC: usize = 1 + 3072;
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     for f in files {
-        let (limit, _) = ddpm_runtime::limits::memory_limit();
-        let b = ddpm_runtime::limits::read_regular_file(f, limit / 4, "CIFAR-10 batch").map_err(|e| bad(f, e.to_string()))?;
+        let (limit, _) = ddpm_io::limits::memory_limit();
+        let b = ddpm_io::files::read_regular_file(f, limit / 4, "CIFAR-10 batch").map_err(|e| bad(f, e.to_string()))?;
         if b.is_empty() || b.len() % REC != 0 {
             return Err(bad(f, format!("{} bytes, expected a multiple of {REC} (CIFAR-10 binary records)", b.len())));
         }
@@ -203,9 +188,9 @@ fn load_folder(dir: &Path, channels: usize, size: (usize, usize), strict: bool) 
     class_names.sort();
     class_names.dedup();
     let all_in_classes = !class_names.is_empty() && files.iter().all(|f| f.parent() != Some(dir));
-    ddpm_runtime::limits::check_memory(
+    ddpm_io::limits::check_memory(
         &format!("{}: {} images of {channels}x{}x{}", dir.display(), files.len(), size.0, size.1),
-        ddpm_runtime::limits::bytes_of(&[files.len(), channels, size.0, size.1], 1),
+        ddpm_io::limits::bytes_of(&[files.len(), channels, size.0, size.1], 1),
     )
     .map_err(|e| TrainError::Data(e.to_string()))?;
     let (mut pixels, mut labels, mut skipped) = (Vec::new(), Vec::new(), 0usize);

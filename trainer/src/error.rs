@@ -32,4 +32,10 @@ impl TrainError {
     }
 }
 
+impl From<ddpm_io::Error> for TrainError {
+    fn from(e: ddpm_io::Error) -> Self {
+        TrainError::Runtime(e.into())
+    }
+}
+
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

@@ -91,7 +91,7 @@ struct FitArgs {
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    ddpm_runtime::limits::parse_size(s).map_err(|e| e.to_string())
+    ddpm_io::limits::parse_size(s).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -126,7 +126,7 @@ fn run_classifier(data: PathBuf, eval_data: Option<PathBuf>, out: PathBuf, epoch
     if threads < 1 {
         return Err(usage(format!("--threads {threads}: expected at least 1")));
     }
-    ddpm_runtime::limits::check_threads("--threads", threads as usize)?;
+    ddpm_io::limits::check_threads("--threads", threads as usize)?;
     tch::set_num_threads(threads);
     let train = data::load(&data, 1, (28, 28), true)?;
     let classes = train.labels.as_ref().map(|l| l.iter().max().copied().unwrap_or(0) as usize + 1).ok_or_else(|| usage(format!("{}: no labels beside the images", data.display())))?;
@@ -159,14 +159,16 @@ fn usage(msg: impl Into<String>) -> TrainError {
     TrainError::Usage(msg.into())
 }
 
-/// The paper's schedule as a DDPMScheduler config (the default of a new run).
-fn paper_scheduler_json() -> Result<String, TrainError> {
-    serde_json::to_string_pretty(&serde_json::json!({
-        "_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02,
-        "beta_schedule": "linear", "variance_type": "fixed_small", "clip_sample": true, "clip_sample_range": 1.0,
-        "prediction_type": "epsilon", "timestep_spacing": "leading", "steps_offset": 0
-    }))
-    .map_err(|e| TrainError::Io(e.to_string()))
+/// The paper's schedule as the DDPMScheduler config a new run writes: with the keys
+/// diffusers writes for that class (clip_sample_range, timestep_spacing, steps_offset).
+fn paper_scheduler_json() -> String {
+    SchedulerConfig {
+        clip_sample_range: Some(1.0),
+        timestep_spacing: Some(ddpm_runtime::TimestepSpacing::Leading),
+        steps_offset: Some(0),
+        ..SchedulerConfig::paper()
+    }
+    .to_json_string("DDPMScheduler")
 }
 
 /// Checks every hyper-parameter before anything is written.
@@ -203,13 +205,13 @@ fn check_options(o: &TrainOptions, t_count: usize) -> Result<(), TrainError> {
 
 fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     if let Some(m) = a.max_memory {
-        ddpm_runtime::limits::set_memory_limit(m);
+        ddpm_io::limits::set_memory_limit(m);
     }
     if let Some(t) = a.threads {
         if t < 1 {
             return Err(usage(format!("--threads {t}: expected at least 1")));
         }
-        ddpm_runtime::limits::check_threads("--threads", t as usize)?;
+        ddpm_io::limits::check_threads("--threads", t as usize)?;
     }
     let run = RunDir(a.out.clone());
     // 1. network, schedule and hyper-parameters: a resumed run's own (its folder is checked
@@ -245,10 +247,10 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
                 }
             }
             let p = a.out.join("scheduler/scheduler_config.json");
-            let text = ddpm_runtime::limits::read_regular_text(&p, ddpm_runtime::limits::MAX_CONFIG_BYTES, "scheduler config")?;
+            let text = ddpm_io::files::read_regular_text(&p, ddpm_io::limits::MAX_CONFIG_BYTES, "scheduler config")?;
             SchedulerConfig::from_json_str(&text, &p.display().to_string())?;
             if let Some(sc) = &a.scheduler_config {
-                let given = ddpm_runtime::limits::read_regular_text(sc, ddpm_runtime::limits::MAX_CONFIG_BYTES, "scheduler config")?;
+                let given = ddpm_io::files::read_regular_text(sc, ddpm_io::limits::MAX_CONFIG_BYTES, "scheduler config")?;
                 if SchedulerConfig::from_json_str(&given, &sc.display().to_string())? != SchedulerConfig::from_json_str(&text, "")? {
                     return Err(usage(format!("--scheduler-config {}: differs from the run's own ({}); a resumed run keeps its schedule", sc.display(), p.display())));
                 }
@@ -265,11 +267,11 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
             };
             let text = match &a.scheduler_config {
                 Some(p) => {
-                    let text = ddpm_runtime::limits::read_regular_text(p, ddpm_runtime::limits::MAX_CONFIG_BYTES, "scheduler config")?;
+                    let text = ddpm_io::files::read_regular_text(p, ddpm_io::limits::MAX_CONFIG_BYTES, "scheduler config")?;
                     SchedulerConfig::from_json_str(&text, &p.display().to_string())?;
                     text
                 }
-                None => paper_scheduler_json()?,
+                None => paper_scheduler_json(),
             };
             let threads = a.threads.unwrap_or_else(|| ddpm_runtime::sys::physical_cores() as i32);
             (config, options, text, threads)
@@ -330,10 +332,10 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     // (a generous bound: every level's width at full resolution, a few tensors each).
     let params = ddpm_models::parameter_count(&config)?;
     let widest = config.block_out_channels.iter().copied().max().unwrap_or(1);
-    let activations = ddpm_runtime::limits::bytes_of(&[options.batch_size, widest, h, w], 4 * 4 * config.block_out_channels.len() * (config.layers_per_block + 2));
-    ddpm_runtime::limits::check_memory(
+    let activations = ddpm_io::limits::bytes_of(&[options.batch_size, widest, h, w], 4 * 4 * config.block_out_channels.len() * (config.layers_per_block + 2));
+    ddpm_io::limits::check_memory(
         &format!("training a network of {params} parameters on batches of {} images of {h}x{w}", options.batch_size),
-        ddpm_runtime::limits::bytes_of(&[params], 4 * 5) + activations,
+        ddpm_io::limits::bytes_of(&[params], 4 * 5) + activations,
     )?;
 
     // 2. data
@@ -365,10 +367,10 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     if threads < 1 {
         return Err(usage(format!("threads {threads} (the run's state.json): expected at least 1")));
     }
-    ddpm_runtime::limits::check_threads("--threads", threads as usize)?;
+    ddpm_io::limits::check_threads("--threads", threads as usize)?;
     tch::set_num_threads(threads);
     std::fs::create_dir_all(a.out.join("scheduler")).map_err(|e| usage(format!("{}: {e}", a.out.display())))?;
-    ddpm_models::weights::write_atomically(&a.out.join("scheduler/scheduler_config.json"), scheduler_json.as_bytes())?;
+    ddpm_io::files::write_atomically(a.out.join("scheduler/scheduler_config.json"), |w| w.write_all(scheduler_json.as_bytes()))?;
     let state = a.out.join("train_state");
     if let Ok(entries) = std::fs::read_dir(&state) {
         for e in entries.flatten() {
@@ -382,7 +384,7 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     let steps = options.steps;
-    let spec = FitSpec { run: a.out.clone(), data: dataset, config, scheduler_json, options, resume: resumed, device, threads };
+    let spec = FitSpec { run: a.out.clone(), data: dataset, config, scheduler: sched, options, resume: resumed, device, threads };
     match fit(spec, stop)? {
         Outcome::Finished { images_per_s } => {
             println!(
@@ -400,11 +402,11 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
 }
 
 fn main() -> ExitCode {
-    let cli = match ddpm_runtime::cli::parse::<Cli>() {
+    let cli = match ddpm_io::cli::parse::<Cli>() {
         Ok(c) => c,
         Err(code) => return code,
     };
-    ddpm_runtime::cli::init_logging("info", true);
+    ddpm_io::cli::init_logging("info", true);
     let result = match cli.command {
         Command::Fit(a) => run_fit(*a),
         Command::Classifier { data, eval_data, out, epochs, seed, threads } => run_classifier(data, eval_data, out, epochs, seed, threads),
@@ -412,7 +414,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", ddpm_runtime::cli::one_line(&e.to_string()));
+            eprintln!("error: {}", ddpm_io::cli::one_line(&e.to_string()));
             ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
         }
     }

@@ -47,6 +47,6 @@ pub fn write_loss_png(path: &Path, rows: &[(u64, f64)]) -> Result<()> {
     let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| err("bad buffer".into()))?;
     let mut png = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| err(e.to_string()))?;
-    ddpm_models::weights::write_atomically(path, &png)?;
+    ddpm_io::files::write_atomically(path, |w| w.write_all(&png))?;
     Ok(())
 }

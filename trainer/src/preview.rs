@@ -62,6 +62,6 @@ pub fn write_preview(path: &Path, model: &UNet2DModel, ema: &BTreeMap<String, Te
     };
     let samples = Pipeline::new(&mut denoiser, schedule.clone()).sampler(SamplerKind::Ddim).steps(steps).n(n).batch_size(n).seed(0).class_labels(labels).run()?;
     let data: Vec<f32> = samples.data.iter().map(|v| v.clamp(-1.0, 1.0)).collect();
-    ddpm_runtime::output::write_png_grid(path, &data, samples.shape)?;
+    ddpm_io::png::write_png_grid(path, &data, samples.shape)?;
     Ok(())
 }

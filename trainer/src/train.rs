@@ -6,6 +6,7 @@
 //! Every random draw is a function of (seed, step) or (seed, epoch), so a run resumed from
 //! a checkpoint continues exactly as the uninterrupted run would have.
 
+
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ddpm_models::tch_backend::{TchBackend, TchTensor};
-use ddpm_models::weights::{read_safetensors, write_atomically, write_safetensors};
+use ddpm_models::weights::{read_safetensors, write_safetensors};
 use ddpm_models::{parameter_list, UNet2DModel, UNetCheckpoint, UNetConfig, Weight, Weights};
 use ddpm_runtime::{Schedule, SchedulerConfig};
 use rand::seq::SliceRandom;
@@ -111,7 +112,7 @@ impl RunDir {
         if std::fs::symlink_metadata(&latest_path).is_err() && checkpoints() == "none" && !self.0.join("unet/config.json").exists() {
             return Ok(None);
         }
-        let text = ddpm_runtime::limits::read_regular_text(&latest_path, 4096, "LATEST")
+        let text = ddpm_io::files::read_regular_text(&latest_path, 4096, "LATEST")
             .map_err(|e| bad(format!("{e} (the run's checkpoints: {})", checkpoints())))?;
         let name = text.trim();
         if !is_checkpoint_name(name) {
@@ -141,7 +142,7 @@ impl RunDir {
             }
         }
         let state_path = dir.join("state.json");
-        let text = ddpm_runtime::limits::read_regular_text(&state_path, 1 << 20, "state.json")?;
+        let text = ddpm_io::files::read_regular_text(&state_path, 1 << 20, "state.json")?;
         let parsed: StateJson = serde_json::from_str(&text)
             .map_err(|e| bad(format!("{}: not a checkpoint state ({e}); expected the JSON the trainer writes", state_path.display())))?;
         let named_step: u64 = name[5..].parse().unwrap_or(u64::MAX);
@@ -229,7 +230,8 @@ pub struct FitSpec {
     pub run: PathBuf,
     pub data: Dataset,
     pub config: UNetConfig,
-    pub scheduler_json: String,
+    /// The run's scheduler config (checked).
+    pub scheduler: SchedulerConfig,
     /// The run's options, already merged with the flags that may change on resume.
     pub options: TrainOptions,
     /// The checkpoint to continue from (see [`RunDir::resume_state`]); None: a new run.
@@ -247,14 +249,14 @@ fn write_loss_csv(path: &Path, rows: &[(u64, f64, f64)]) -> Result<()> {
     for (s, l, lr) in rows {
         text.push_str(&format!("{s},{l},{lr}\n"));
     }
-    write_atomically(path, text.as_bytes())?;
+    ddpm_io::files::write_atomically(path, |w| w.write_all(text.as_bytes()))?;
     Ok(())
 }
 
 /// The loss history of a checkpoint: every row must parse, steps strictly increasing; a
 /// damaged file is an error naming the line (the history is never silently dropped).
 fn read_loss_csv(path: &Path, up_to: u64) -> Result<Vec<(u64, f64, f64)>> {
-    let text = ddpm_runtime::limits::read_regular_text(path, 1 << 30, "loss history")?;
+    let text = ddpm_io::files::read_regular_text(path, 1 << 30, "loss history")?;
     let bad = |line: usize, msg: String| TrainError::Usage(format!("{}: line {line}: {msg}", path.display()));
     let mut lines = text.lines();
     if lines.next().map(str::trim) != Some("step,loss,lr") {
@@ -317,7 +319,7 @@ impl Checkpointer<'_> {
         write_safetensors(&tmp.path().join("adam_m.safetensors"), &to_weights(&opt.m)?)?;
         write_safetensors(&tmp.path().join("adam_v.safetensors"), &to_weights(&opt.v)?)?;
         let json = serde_json::to_string_pretty(&StateJson { step, options: self.options.clone(), threads: self.threads }).map_err(|e| TrainError::Io(e.to_string()))?;
-        write_atomically(&tmp.path().join("state.json"), json.as_bytes())?;
+        ddpm_io::files::write_atomically(&tmp.path().join("state.json"), |w| w.write_all(json.as_bytes()))?;
         // The loss history travels with the checkpoint, so that a run killed between the
         // checkpoint and the top-level loss.csv loses no row.
         write_loss_csv(&tmp.path().join("loss.csv"), rows)?;
@@ -325,10 +327,10 @@ impl Checkpointer<'_> {
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(|e| io_err(&final_dir, e))?;
         }
-        ddpm_runtime::output::set_mode(tmp.path(), 0o755).map_err(|e| io_err(tmp.path(), e))?;
+        ddpm_io::files::set_mode(tmp.path(), 0o755).map_err(|e| io_err(tmp.path(), e))?;
         let kept = tmp.keep();
         std::fs::rename(&kept, &final_dir).map_err(|e| io_err(&final_dir, e))?;
-        write_atomically(&state.join("LATEST"), name.as_bytes())?;
+        ddpm_io::files::write_atomically(&state.join("LATEST"), |w| w.write_all(name.as_bytes()))?;
         UNetCheckpoint::save(&self.run.0.join("unet"), self.config, &to_weights(ema)?)?;
         // Keep the two newest checkpoints.
         let mut steps: Vec<PathBuf> = std::fs::read_dir(&state)
@@ -349,8 +351,8 @@ impl Checkpointer<'_> {
 /// last good checkpoint.
 pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
     let run = RunDir(spec.run.clone());
-    let sched_cfg = SchedulerConfig::from_json_str(&spec.scheduler_json, "scheduler config")?;
-    let schedule = Schedule::from_config(&sched_cfg)?;
+    let sched_cfg = &spec.scheduler;
+    let schedule = Schedule::from_config(sched_cfg)?;
     let prediction = sched_cfg.prediction();
     let t_count = schedule.num_train_timesteps() as i64;
     let model = UNet2DModel::new(spec.config.clone())?;

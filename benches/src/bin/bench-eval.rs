@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.dump {
         // The output at t = 500 for the deterministic input above (compared with PyTorch by
         // scripts/bench_compare.py).
-        ddpm_runtime::output::write_npy(path, &out, &[b, s.out_channels, s.height, s.width])?;
+        ddpm_io::npy::write_npy(path, &out, &[b, s.out_channels, s.height, s.width])?;
     }
     for _ in 0..2 {
         model.predict_into(&x, b, 500, labels.as_deref(), &mut out)?;

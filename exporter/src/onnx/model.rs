@@ -2,6 +2,7 @@
 //! `timestep` int64 [B], optional `class_labels` int64 [B]; output `noise_pred`; dynamic
 //! batch; metadata `unet_config` and `scheduler_config`.
 
+use ddpm_runtime::SchedulerConfig;
 use ddpm_models::{UNet2DModel, UNetConfig, Weights};
 use prost::Message;
 
@@ -63,7 +64,8 @@ pub fn value_info(name: &str, elem: DataType, dims: &[Option<usize>]) -> ValueIn
 }
 
 /// Records the U-Net as an ONNX model and serializes it.
-pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler_config_json: &str, options: &ExportOptions) -> Result<Vec<u8>> {
+pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler: &SchedulerConfig, options: &ExportOptions) -> Result<Vec<u8>> {
+    let scheduler_json = scheduler.to_json_string("DDPMScheduler");
     if !(17..=21).contains(&options.opset) {
         return Err(ExportError::Usage(format!("--opset {}: expected 17 to 21", options.opset)));
     }
@@ -109,7 +111,7 @@ pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler_config_jso
         outputs,
         options.opset,
         "DDPM U-Net (diffusers UNet2DModel layout): noise_pred = eps_theta(sample, timestep[, class_labels])",
-        &[("unet_config", &unet_json), ("scheduler_config", scheduler_config_json)],
+        &[("unet_config", &unet_json), ("scheduler_config", &scheduler_json)],
     ))
 }
 

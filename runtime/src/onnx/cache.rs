@@ -36,17 +36,15 @@ pub(super) fn record_checksum(file: &Path) -> std::io::Result<()> {
     if let Some(parent) = sidecar.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let tmp = sidecar.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, sum)?;
-    std::fs::rename(&tmp, &sidecar)
+    ddpm_io::files::write_atomically(&sidecar, |w| w.write_all(sum.as_bytes())).map_err(std::io::Error::other)
 }
 
 /// The bytes of a cached model if they are exactly what this runtime wrote (its checksum
 /// file agrees); an error saying why not otherwise. A cache is trusted no further than that:
 /// a file replaced under a key, truncated, or without its checksum is not used.
 pub(super) fn read_verified(file: &Path) -> Result<Vec<u8>, String> {
-    let bytes = crate::limits::read_regular_file(file, 2 << 30, "cached model").map_err(|e| e.to_string())?;
-    let want = crate::limits::read_regular_text(&checksum_path(file), 1024, "checksum").map_err(|_| "no readable checksum file beside it".to_string())?;
+    let bytes = ddpm_io::files::read_regular_file(file, 2 << 30, "cached model").map_err(|e| e.to_string())?;
+    let want = ddpm_io::files::read_regular_text(&checksum_path(file), 1024, "checksum").map_err(|_| "no readable checksum file beside it".to_string())?;
     let got = hex(&Sha256::digest(&bytes));
     if want.trim() != got {
         return Err(format!("its checksum {got} is not the {} recorded when it was written", want.trim()));
@@ -86,6 +84,7 @@ pub(super) fn prune_cache(dir: &Path, keep: usize) {
 /// Before a compiler's own cache folder (OpenVINO's compiled blobs) is handed to it: every
 /// file there must match the checksum recorded when it was written, else it is removed, so
 /// that a blob replaced under its name is never loaded.
+#[cfg_attr(not(feature = "openvino"), allow(dead_code))]
 pub(super) fn verify_folder(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {

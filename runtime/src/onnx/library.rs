@@ -14,6 +14,17 @@ const RECORDED_DYLIB: Option<&str> = option_env!("DDPM_RS_ORT_DYLIB_RECORDED");
 /// (`scripts/setup-env.sh --openvino`), recorded at build time (see build.rs).
 const RECORDED_OPENVINO_DYLIB: Option<&str> = option_env!("DDPM_RS_ORT_OPENVINO_DYLIB_RECORDED");
 
+/// The OpenVINO build of ONNX Runtime recorded at build time, when it is installed.
+///
+/// ```
+/// if let Some(path) = ddpm_runtime::onnx::openvino_library() {
+///     assert!(std::path::Path::new(path).is_file());
+/// }
+/// ```
+pub fn openvino_library() -> Option<&'static str> {
+    RECORDED_OPENVINO_DYLIB.filter(|p| Path::new(p).is_file())
+}
+
 /// Which ONNX Runtime library a model needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Library {

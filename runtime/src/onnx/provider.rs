@@ -1,75 +1,76 @@
 //! Execution providers and precisions, and how they are registered on a session.
 
 use super::library::Library;
-use super::LoadOptions;
+use super::session::LoadOptions;
 use crate::error::{Error, Result};
 
-/// Where the model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExecutionProvider {
-    Cpu,
-    Cuda,
-    TensorRt,
-    /// ONNX Runtime's OpenVINO execution provider on the CPU (needs the OpenVINO build of
-    /// ONNX Runtime, see [`Library::OpenVino`]).
-    OpenVino,
+crate::named_enum! {
+    /// Where the model runs.
+    ///
+    /// ```
+    /// use ddpm_runtime::ExecutionProvider;
+    /// assert_eq!("tensorrt".parse::<ExecutionProvider>()?, ExecutionProvider::TensorRt);
+    /// assert_eq!(ExecutionProvider::OpenVino.name(), "openvino");
+    /// # Ok::<(), ddpm_runtime::Error>(())
+    /// ```
+    pub enum ExecutionProvider {
+        Cpu => "cpu",
+        Cuda => "cuda",
+        TensorRt => "tensorrt",
+        /// ONNX Runtime's OpenVINO execution provider on the CPU (needs the OpenVINO build of
+        /// ONNX Runtime, see [`Library::OpenVino`]).
+        OpenVino => "openvino",
+    }
 }
 
 impl std::str::FromStr for ExecutionProvider {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "cpu" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda),
-            "tensorrt" => Ok(Self::TensorRt),
-            "openvino" => Ok(Self::OpenVino),
-            other => Err(Error::InvalidArgument(format!(
-                "execution provider: found \"{other}\", expected one of cpu, cuda, tensorrt, openvino"
-            ))),
-        }
+        Self::from_name(s)
+            .ok_or_else(|| Error::InvalidArgument(format!("execution provider: found \"{s}\", expected {}", Self::expected())))
     }
 }
 
-/// The arithmetic a model runs in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Precision {
-    /// float32 everywhere: the reference.
-    #[default]
-    Fp32,
-    /// Convolutions and matrix products in bfloat16 (AVX512-BF16 / AMX), through the OpenVINO
-    /// execution provider's inference precision hint; inputs, outputs and the sampler stay
-    /// float32. Refused on a CPU without bf16 arithmetic (OpenVINO would quietly run fp32).
-    Bf16,
-    /// The fastest precision this CPU and library really run: bf16 where the CPU computes in
-    /// bf16 and the OpenVINO build of ONNX Runtime loads, fp32 otherwise. What was chosen,
-    /// and why, is [`OnnxDenoiser::precision_choice`](super::OnnxDenoiser::precision_choice).
-    Auto,
+crate::named_enum! {
+    /// The arithmetic a model runs in.
+    ///
+    /// ```
+    /// use ddpm_runtime::Precision;
+    /// assert_eq!("auto".parse::<Precision>()?, Precision::Auto);
+    /// // Named, measured, and not shipped on the CPU: refused with the reason.
+    /// assert!("fp16".parse::<Precision>().unwrap_err().to_string().contains("not available on the CPU"));
+    /// # Ok::<(), ddpm_runtime::Error>(())
+    /// ```
+    #[derive(Default)]
+    pub enum Precision {
+        /// float32 everywhere: the reference.
+        #[default]
+        Fp32 => "fp32",
+        /// Convolutions and matrix products in bfloat16 (AVX512-BF16 / AMX), through the OpenVINO
+        /// execution provider's inference precision hint; inputs, outputs and the sampler stay
+        /// float32. Refused on a CPU without bf16 arithmetic (OpenVINO would quietly run fp32).
+        Bf16 => "bf16",
+        /// The fastest precision this CPU and library really run: bf16 where the CPU computes in
+        /// bf16 and the OpenVINO build of ONNX Runtime loads, fp32 otherwise. What was chosen,
+        /// and why, is [`OnnxDenoiser::precision_choice`](super::OnnxDenoiser::precision_choice).
+        Auto => "auto",
+    }
 }
 
 impl std::str::FromStr for Precision {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s {
-            "fp32" => Ok(Self::Fp32),
-            "bf16" => Ok(Self::Bf16),
-            "auto" => Ok(Self::Auto),
             "fp16" | "int8" => Err(Error::InvalidArgument(format!(
                 "precision {s}: not available on the CPU in this release (measured and not shipped, see BENCHMARKS.md); expected fp32, bf16 or auto"
             ))),
-            other => Err(Error::InvalidArgument(format!("precision: found \"{other}\", expected fp32, bf16 or auto"))),
+            other => Self::from_name(other)
+                .ok_or_else(|| Error::InvalidArgument(format!("precision: found \"{other}\", expected fp32, bf16 or auto"))),
         }
     }
 }
 
 impl Precision {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Fp32 => "fp32",
-            Self::Bf16 => "bf16",
-            Self::Auto => "auto",
-        }
-    }
-
     /// Refuses a precision the CPU cannot compute in: bf16 without AVX512-BF16 or AMX-BF16.
     pub fn check_cpu(self) -> Result<()> {
         let cpu = crate::sys::CpuFeatures::get();
@@ -85,15 +86,6 @@ impl Precision {
 }
 
 impl ExecutionProvider {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Cpu => "cpu",
-            Self::Cuda => "cuda",
-            Self::TensorRt => "tensorrt",
-            Self::OpenVino => "openvino",
-        }
-    }
-
     pub(super) fn library(self) -> Library {
         match self {
             Self::OpenVino => Library::OpenVino,

@@ -2,13 +2,25 @@
 //! (<https://arxiv.org/abs/2010.02502>), eq. 12, with diffusers' `DDIMScheduler.step`
 //! conventions (previous timestep t - T / S, alpha-bar_{-1} from set_alpha_to_one).
 
-use super::{Layout, Sampler};
-use crate::config::{PredictionType, SchedulerConfig, TimestepSpacing};
+use super::{affine_clip, prediction_coefficients, AffineStep, Layout, Sampler};
+use crate::config::PredictionType;
 use crate::error::{Error, Result};
-use crate::prediction::{to_x0_eps, X0Clamp};
+use crate::params::DdimParams;
+use crate::prediction::X0Clamp;
 use crate::schedule::Schedule;
 use crate::spacing::ddpm_timesteps;
 
+/// DDIM's chain over `steps` timesteps; every step is an [`AffineStep`].
+///
+/// ```
+/// use ddpm_runtime::params::DdimParams;
+/// use ddpm_runtime::sampler::{Ddim, Sampler};
+/// use ddpm_runtime::SchedulerConfig;
+/// let ddim = Ddim::new(&DdimParams::from_config(&SchedulerConfig::paper())?, 4, 0.0)?;
+/// assert_eq!(ddim.timesteps(), &[750, 500, 250, 0]);
+/// assert!(!ddim.needs_noise(0)); // eta = 0: deterministic
+/// # Ok::<(), ddpm_runtime::Error>(())
+/// ```
 pub struct Ddim {
     schedule: Schedule,
     timesteps: Vec<i64>,
@@ -22,24 +34,18 @@ pub struct Ddim {
 }
 
 impl Ddim {
-    pub fn new(config: &SchedulerConfig, steps: usize, eta: f64) -> Result<Self> {
-        let schedule = Schedule::from_config(config)?;
-        let t_count = schedule.num_train_timesteps();
-        let timesteps = ddpm_timesteps(
-            config.timestep_spacing.unwrap_or(TimestepSpacing::Leading),
-            t_count,
-            steps,
-            config.steps_offset.unwrap_or(0),
-        )?;
-        let final_alpha_cumprod =
-            if config.set_alpha_to_one.unwrap_or(true) { 1.0 } else { schedule.alphas_cumprod()[0] };
+    /// The chain of `steps` timesteps that `params` describe, with DDIM's `eta` (0:
+    /// deterministic, 1: DDPM-like noise).
+    pub fn new(params: &DdimParams, steps: usize, eta: f64) -> Result<Self> {
+        let t_count = params.schedule.num_train_timesteps();
+        let timesteps = ddpm_timesteps(params.timestep_spacing, t_count, steps, params.steps_offset)?;
         Ok(Self {
             step_ratio: (t_count / steps) as i64,
-            schedule,
+            schedule: params.schedule.clone(),
             timesteps,
-            prediction: config.prediction(),
-            clamp: X0Clamp::from_config(config, true),
-            final_alpha_cumprod,
+            prediction: params.prediction_type,
+            clamp: params.clamp,
+            final_alpha_cumprod: params.final_alpha_cumprod,
             eta,
             scratch: Vec::new(),
         })
@@ -52,6 +58,17 @@ impl Ddim {
             self.final_alpha_cumprod
         }
     }
+
+    /// Step `i` (eq. 12 with sigma = eta * sqrt of eq. 16's variance) as an affine update.
+    fn coefficients(&self, i: usize) -> AffineStep {
+        let t = self.timesteps[i];
+        let (ab_t, ab_prev) = (self.alpha_bar(t), self.alpha_bar(t - self.step_ratio));
+        let (x0, eps) = prediction_coefficients(self.prediction, ab_t.sqrt(), (1.0 - ab_t).sqrt());
+        let variance = (1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev);
+        let std = self.eta * variance.sqrt();
+        let dir = (1.0 - ab_prev - std * std).sqrt();
+        AffineStep { x0, eps, prev: [ab_prev.sqrt(), dir, 0.0, std], clip: affine_clip(self.clamp).flatten() }
+    }
 }
 
 impl Sampler for Ddim {
@@ -63,15 +80,12 @@ impl Sampler for Ddim {
         self.eta > 0.0
     }
 
-    fn affine_step(&self, i: usize) -> Option<super::AffineStep> {
-        let t = *self.timesteps.get(i)?;
-        let (ab_t, ab_prev) = (self.alpha_bar(t), self.alpha_bar(t - self.step_ratio));
-        let (a, s) = (ab_t.sqrt(), (1.0 - ab_t).sqrt());
-        let variance = (1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev);
-        let std = self.eta * variance.sqrt();
-        let dir = (1.0 - ab_prev - std * std).sqrt();
-        let r = super::clamp_range(self.clamp)?;
-        Some(super::affine(super::prediction_coefficients(self.prediction, a, s), [ab_prev.sqrt(), dir, 0.0, std], r))
+    fn affine_step(&self, i: usize) -> Option<AffineStep> {
+        if i >= self.timesteps.len() {
+            return None;
+        }
+        affine_clip(self.clamp)?;
+        Some(self.coefficients(i))
     }
 
     fn step(
@@ -81,7 +95,7 @@ impl Sampler for Ddim {
         sample: &mut [f32],
         layout: Layout,
         noise: Option<&[f32]>,
-        mut pred_x0: Option<&mut [f32]>,
+        pred_x0: Option<&mut [f32]>,
     ) -> Result<()> {
         layout.check(model_output, sample, noise)?;
         let noise = if self.eta > 0.0 {
@@ -89,37 +103,8 @@ impl Sampler for Ddim {
         } else {
             None
         };
-        let t = self.timesteps[i];
-        let prev_t = t - self.step_ratio;
-        let (ab_t, ab_prev) = (self.alpha_bar(t), self.alpha_bar(prev_t));
-        let (a, s) = (ab_t.sqrt(), (1.0 - ab_t).sqrt());
-        let variance = (1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev);
-        let std = self.eta * variance.sqrt();
-        let dir = (1.0 - ab_prev - std * std).sqrt();
-        let a_prev = ab_prev.sqrt();
-        let (n, on) = (layout.item_len(), layout.out_item_len());
-        if self.scratch.len() < 2 * n {
-            self.scratch.resize(2 * n, 0.0);
-        }
-        let (x0, eps) = self.scratch[..2 * n].split_at_mut(n);
-        for b in 0..layout.batch {
-            let xs = &mut sample[b * n..(b + 1) * n];
-            let out = &model_output[b * on..b * on + n];
-            for j in 0..n {
-                (x0[j], eps[j]) = to_x0_eps(self.prediction, a, s, xs[j] as f64, out[j] as f64);
-            }
-            self.clamp.apply(x0);
-            if let Some(p) = pred_x0.as_deref_mut() {
-                p[b * n..(b + 1) * n].iter_mut().zip(x0.iter()).for_each(|(d, &v)| *d = v as f32);
-            }
-            for j in 0..n {
-                let mut v = a_prev * x0[j] + dir * eps[j];
-                if let Some(z) = noise {
-                    v += std * z[b * n + j] as f64;
-                }
-                xs[j] = v as f32;
-            }
-        }
+        let coefficients = self.coefficients(i);
+        coefficients.apply_batch(self.clamp, model_output, sample, layout, noise, pred_x0, &mut self.scratch, None);
         Ok(())
     }
 }

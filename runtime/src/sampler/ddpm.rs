@@ -2,40 +2,61 @@
 //! (<https://arxiv.org/abs/2006.11239>), Algorithm 2, over any subsequence of the training
 //! timesteps, as diffusers' `DDPMScheduler.step` does it.
 
-use super::{Layout, Sampler};
-use crate::config::{PredictionType, SchedulerConfig, TimestepSpacing, VarianceType};
+use super::{affine_clip, prediction_coefficients, AffineStep, Layout, Sampler};
+use crate::config::{PredictionType, VarianceType};
 use crate::error::{Error, Result};
-use crate::prediction::{to_x0_eps, X0Clamp};
+use crate::params::DdpmParams;
+use crate::prediction::X0Clamp;
 use crate::schedule::Schedule;
 use crate::spacing::ddpm_timesteps;
 
+/// DDPM's reverse chain over `steps` timesteps. Each step is an [`AffineStep`] (with a
+/// learned variance, its noise scale is read per value from the model's second C
+/// channels).
+///
+/// ```
+/// use ddpm_runtime::params::DdpmParams;
+/// use ddpm_runtime::sampler::{Ddpm, Sampler};
+/// use ddpm_runtime::SchedulerConfig;
+/// let ddpm = Ddpm::new(&DdpmParams::from_config(&SchedulerConfig::paper())?, 10)?;
+/// assert_eq!(ddpm.timesteps(), &[900, 800, 700, 600, 500, 400, 300, 200, 100, 0]);
+/// assert!(ddpm.needs_noise(0) && !ddpm.needs_noise(9));
+/// # Ok::<(), ddpm_runtime::Error>(())
+/// ```
 pub struct Ddpm {
     schedule: Schedule,
     timesteps: Vec<i64>,
     prediction: PredictionType,
     clamp: X0Clamp,
     variance_type: VarianceType,
-    /// x_0 of one batch item, reused across steps.
+    /// x_0 and eps of one batch item, reused across steps.
     scratch: Vec<f64>,
 }
 
 impl Ddpm {
-    pub fn new(config: &SchedulerConfig, steps: usize) -> Result<Self> {
-        let schedule = Schedule::from_config(config)?;
-        let timesteps = ddpm_timesteps(
-            config.timestep_spacing.unwrap_or(TimestepSpacing::Leading),
-            schedule.num_train_timesteps(),
-            steps,
-            config.steps_offset.unwrap_or(0),
-        )?;
+    /// The chain of `steps` timesteps that `params` describe.
+    pub fn new(params: &DdpmParams, steps: usize) -> Result<Self> {
+        let timesteps =
+            ddpm_timesteps(params.timestep_spacing, params.schedule.num_train_timesteps(), steps, params.steps_offset)?;
         Ok(Self {
-            schedule,
+            schedule: params.schedule.clone(),
             timesteps,
-            prediction: config.prediction(),
-            clamp: X0Clamp::from_config(config, true),
-            variance_type: config.variance_type.unwrap_or(VarianceType::FixedSmall),
+            prediction: params.prediction_type,
+            clamp: params.clamp,
+            variance_type: params.variance_type,
             scratch: Vec::new(),
         })
+    }
+
+    /// Step `i` as an affine update, with the fixed variance (ignored for a learned one).
+    fn coefficients(&self, i: usize) -> AffineStep {
+        let t = self.timesteps[i];
+        let prev_t = self.timesteps.get(i + 1).copied().unwrap_or(-1);
+        let ab = self.schedule.alpha_bar(t);
+        let (x0, eps) = prediction_coefficients(self.prediction, ab.sqrt(), (1.0 - ab).sqrt());
+        let (c_x0, c_xt) = self.schedule.posterior_mean_coefficients(t, prev_t);
+        let std = if t > 0 && !self.variance_type.is_learned() { self.schedule.posterior_std(t, prev_t, self.variance_type) } else { 0.0 };
+        AffineStep { x0, eps, prev: [c_x0, 0.0, c_xt, std], clip: affine_clip(self.clamp).flatten() }
     }
 }
 
@@ -48,18 +69,12 @@ impl Sampler for Ddpm {
         self.timesteps.get(i).is_some_and(|&t| t > 0)
     }
 
-    fn affine_step(&self, i: usize) -> Option<super::AffineStep> {
-        if self.variance_type.is_learned() {
+    fn affine_step(&self, i: usize) -> Option<AffineStep> {
+        if self.variance_type.is_learned() || i >= self.timesteps.len() {
             return None;
         }
-        let t = *self.timesteps.get(i)?;
-        let prev_t = self.timesteps.get(i + 1).copied().unwrap_or(-1);
-        let ab = self.schedule.alpha_bar(t);
-        let (a, s) = (ab.sqrt(), (1.0 - ab).sqrt());
-        let (c_x0, c_xt) = self.schedule.posterior_mean_coefficients(t, prev_t);
-        let std = if t > 0 { self.schedule.posterior_std(t, prev_t, self.variance_type) } else { 0.0 };
-        let r = super::clamp_range(self.clamp)?;
-        Some(super::affine(super::prediction_coefficients(self.prediction, a, s), [c_x0, 0.0, c_xt, std], r))
+        affine_clip(self.clamp)?;
+        Some(self.coefficients(i))
     }
 
     fn step(
@@ -69,7 +84,7 @@ impl Sampler for Ddpm {
         sample: &mut [f32],
         layout: Layout,
         noise: Option<&[f32]>,
-        mut pred_x0: Option<&mut [f32]>,
+        pred_x0: Option<&mut [f32]>,
     ) -> Result<()> {
         layout.check(model_output, sample, noise)?;
         let t = self.timesteps[i];
@@ -87,38 +102,11 @@ impl Sampler for Ddpm {
             (true, None) => return Err(Error::InvalidArgument(format!("DDPM step at t = {t} needs noise"))),
             (false, _) => None,
         };
-        let ab = self.schedule.alpha_bar(t);
-        let (a, s) = (ab.sqrt(), (1.0 - ab).sqrt());
-        let (c_x0, c_xt) = self.schedule.posterior_mean_coefficients(t, prev_t);
-        let fixed_std = self.schedule.posterior_std(t, prev_t, self.variance_type);
-        let (n, on) = (layout.item_len(), layout.out_item_len());
-        if self.scratch.len() < n {
-            self.scratch.resize(n, 0.0);
-        }
-        let x0 = &mut self.scratch[..n];
-        for b in 0..layout.batch {
-            let xs = &mut sample[b * n..(b + 1) * n];
-            let out = &model_output[b * on..b * on + on];
-            for j in 0..n {
-                x0[j] = to_x0_eps(self.prediction, a, s, xs[j] as f64, out[j] as f64).0;
-            }
-            self.clamp.apply(x0);
-            if let Some(p) = pred_x0.as_deref_mut() {
-                p[b * n..(b + 1) * n].iter_mut().zip(x0.iter()).for_each(|(d, &v)| *d = v as f32);
-            }
-            for j in 0..n {
-                let mut v = c_x0 * x0[j] + c_xt * xs[j] as f64;
-                if let Some(z) = noise {
-                    let std = if learned {
-                        self.schedule.learned_std(t, prev_t, self.variance_type, out[n + j] as f64)
-                    } else {
-                        fixed_std
-                    };
-                    v += std * z[b * n + j] as f64;
-                }
-                xs[j] = v as f32;
-            }
-        }
+        let coefficients = self.coefficients(i);
+        let (schedule, variance_type) = (&self.schedule, self.variance_type);
+        let learned_std = |v: f64| schedule.learned_std(t, prev_t, variance_type, v);
+        let noise_std: Option<&dyn Fn(f64) -> f64> = if learned { Some(&learned_std) } else { None };
+        coefficients.apply_batch(self.clamp, model_output, sample, layout, noise, pred_x0, &mut self.scratch, noise_std);
         Ok(())
     }
 }

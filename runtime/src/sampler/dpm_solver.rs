@@ -4,12 +4,13 @@
 //! it with algorithm_type dpmsolver++, solver_order 2 and final_sigmas_type zero.
 
 use super::{Layout, Sampler};
-use crate::config::{PredictionType, SchedulerConfig, TimestepSpacing};
+use crate::config::PredictionType;
 use crate::error::Result;
+use crate::params::DpmSolverParams;
 use crate::prediction::{to_x0_eps, X0Clamp};
-use crate::schedule::Schedule;
 use crate::spacing::dpm_solver_timesteps;
 
+/// DPM-Solver++ 2M over `steps` timesteps; its multistep state is held explicitly.
 pub struct DpmSolverPP {
     timesteps: Vec<i64>,
     /// sigma_i = sqrt((1 - ab) / ab) at each timestep, then the final sigma (0).
@@ -36,21 +37,26 @@ fn alpha_sigma_lambda(sigma: f64) -> (f64, f64, f64) {
 }
 
 impl DpmSolverPP {
-    pub fn new(config: &SchedulerConfig, steps: usize) -> Result<Self> {
-        let schedule = Schedule::from_config(config)?;
-        let mut alphas_cumprod = schedule.alphas_cumprod().to_vec();
-        if config.rescale_betas_zero_snr.unwrap_or(false) {
+    /// The chain of `steps` timesteps that `params` describe.
+    ///
+    /// ```
+    /// use ddpm_runtime::params::DpmSolverParams;
+    /// use ddpm_runtime::sampler::{DpmSolverPP, Sampler};
+    /// use ddpm_runtime::SchedulerConfig;
+    /// let dpm = DpmSolverPP::new(&DpmSolverParams::from_config(&SchedulerConfig::paper())?, 5)?;
+    /// assert_eq!(dpm.timesteps(), &[999, 799, 599, 400, 200]);
+    /// # Ok::<(), ddpm_runtime::Error>(())
+    /// ```
+    pub fn new(params: &DpmSolverParams, steps: usize) -> Result<Self> {
+        let mut alphas_cumprod = params.schedule.alphas_cumprod().to_vec();
+        if params.zero_terminal_snr {
             // Zero terminal SNR makes sigma infinite; diffusers nudges it, so do we.
             if let Some(last) = alphas_cumprod.last_mut() {
                 *last = 2f64.powi(-24);
             }
         }
-        let timesteps = dpm_solver_timesteps(
-            config.timestep_spacing.unwrap_or(TimestepSpacing::Linspace),
-            schedule.num_train_timesteps(),
-            steps,
-            config.steps_offset.unwrap_or(0),
-        )?;
+        let timesteps =
+            dpm_solver_timesteps(params.timestep_spacing, params.schedule.num_train_timesteps(), steps, params.steps_offset)?;
         let mut sigmas: Vec<f64> = timesteps
             .iter()
             .map(|&t| {
@@ -62,10 +68,10 @@ impl DpmSolverPP {
         Ok(Self {
             timesteps,
             sigmas,
-            prediction: config.prediction(),
-            clamp: X0Clamp::from_config(config, false),
-            order: config.solver_order.unwrap_or(2),
-            lower_order_final: config.lower_order_final.unwrap_or(true),
+            prediction: params.prediction_type,
+            clamp: params.clamp,
+            order: params.solver_order,
+            lower_order_final: params.lower_order_final,
             x0: Vec::new(),
             prev_x0: Vec::new(),
             has_prev: false,
@@ -82,6 +88,11 @@ impl Sampler for DpmSolverPP {
 
     fn needs_noise(&self, _i: usize) -> bool {
         false
+    }
+
+    fn reset(&mut self) {
+        self.has_prev = false;
+        self.lower_order_nums = 0;
     }
 
     fn step(

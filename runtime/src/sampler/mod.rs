@@ -11,8 +11,10 @@ pub use ddim::Ddim;
 pub use ddpm::Ddpm;
 pub use dpm_solver::DpmSolverPP;
 
-use crate::config::{SchedulerConfig, TimestepSpacing};
+use crate::config::{PredictionType, SchedulerConfig, TimestepSpacing};
 use crate::error::{Error, Result};
+use crate::params::{DdimParams, DdpmParams, DpmSolverParams};
+use crate::prediction::X0Clamp;
 
 /// The layout of a batch: `batch` items of `channels` x `pixels` values, and a model
 /// output of `out_channels` (C, or 2C for learned variance) x `pixels`.
@@ -77,54 +79,165 @@ pub trait Sampler: Send {
         pred_x0: Option<&mut [f32]>,
     ) -> Result<()>;
 
-    /// Step `i` as the coefficients of a fused-step graph (`exporter onnx --fused-step`):
-    /// [p0, p1, p2, p3, k0, k1, k2, k3, r] with x0 = p0 x + p1 out, eps = p2 x + p3 out and
-    /// x_prev = k0 clamp(x0, -r, r) + k1 eps + k2 x + k3 noise. None when the step is not
-    /// of that form (DPM-Solver++'s multistep update, dynamic thresholding, a learned
-    /// variance): the pipeline then runs [`Sampler::step`].
+    /// Forgets the state of a chain (DPM-Solver++'s previous data prediction), so that the
+    /// sampler runs the next batch from its start. A no-op for the one-step samplers.
+    fn reset(&mut self) {}
+
+    /// Step `i` as an [`AffineStep`]: what a fused-step graph (`exporter onnx
+    /// --fused-step`) computes. None when the step is not of that form (DPM-Solver++'s
+    /// multistep update, dynamic thresholding, a learned variance): the pipeline then runs
+    /// [`Sampler::step`].
     fn affine_step(&self, _i: usize) -> Option<AffineStep> {
         None
     }
 }
 
-/// The nine coefficients of one fused step (see [`Sampler::affine_step`]).
-pub type AffineStep = [f32; 9];
+/// One sampler update that is affine in (x, out, noise) up to a clamp of the predicted
+/// x_0, written with x = x_t, out = the model output:
+///
+/// ```text
+/// x0     = x0[0] * x + x0[1] * out,            clamped to [-clip, clip]
+/// eps    = eps[0] * x + eps[1] * out
+/// x_prev = prev[0] * x0 + prev[1] * eps + prev[2] * x + prev[3] * noise
+/// ```
+///
+/// DDPM's and DDIM's steps are this form (their `step` applies it); a graph exported with
+/// `--fused-step` takes it as its `coefficients` input ([`AffineStep::to_f32`], layout
+/// [`AffineStep::LAYOUT`]) and runs the same update after the network.
+///
+/// ```
+/// use ddpm_runtime::sampler::AffineStep;
+/// // x0 = x - out, eps = out, x_prev = 0.5 x0 + 0.5 eps
+/// let step = AffineStep { x0: [1.0, -1.0], eps: [0.0, 1.0], prev: [0.5, 0.5, 0.0, 0.0], clip: None };
+/// assert_eq!(step.apply(3.0, 1.0, 0.0), (1.5, 2.0));
+/// assert_eq!(step.to_f32()[8], f32::MAX);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AffineStep {
+    /// x0 from (x, out).
+    pub x0: [f64; 2],
+    /// eps from (x, out).
+    pub eps: [f64; 2],
+    /// x_prev from (clamped x0, eps, x, noise).
+    pub prev: [f64; 4],
+    /// The clamp of x0 (clip_sample_range), None for none.
+    pub clip: Option<f64>,
+}
 
-/// (p0, p1, p2, p3) of x0 = p0 x + p1 out and eps = p2 x + p3 out at sqrt(alpha-bar) = `a`,
-/// sqrt(1 - alpha-bar) = `s` (the linear form of [`crate::prediction::to_x0_eps`]).
-pub(crate) fn prediction_coefficients(prediction: crate::config::PredictionType, a: f64, s: f64) -> [f64; 4] {
-    use crate::config::PredictionType as P;
-    match prediction {
-        P::Epsilon => [1.0 / a, -s / a, 0.0, 1.0],
-        P::Sample => [0.0, 1.0, 1.0 / s, -a / s],
-        P::VPrediction => [a, -s, s, a],
+impl AffineStep {
+    /// The order of the nine values of [`AffineStep::to_f32`], the fused graph's
+    /// `coefficients` input.
+    pub const LAYOUT: &'static str = "[x0[0], x0[1], eps[0], eps[1], prev[0], prev[1], prev[2], prev[3], clip]";
+
+    /// The fused graph's `coefficients` input (see [`AffineStep::LAYOUT`]); no clamp is
+    /// `f32::MAX`.
+    pub fn to_f32(&self) -> [f32; 9] {
+        let [p0, p1] = self.x0;
+        let [p2, p3] = self.eps;
+        let [k0, k1, k2, k3] = self.prev;
+        let r = self.clip.map_or(f32::MAX, |r| r as f32);
+        [p0 as f32, p1 as f32, p2 as f32, p3 as f32, k0 as f32, k1 as f32, k2 as f32, k3 as f32, r]
+    }
+
+    /// The predicted (x0, eps) of one value, before any clamp.
+    #[inline]
+    pub fn x0_eps(&self, x: f64, out: f64) -> (f64, f64) {
+        (self.x0[0] * x + self.x0[1] * out, self.eps[0] * x + self.eps[1] * out)
+    }
+
+    /// x_prev from a (clamped) x0, eps, x and the noise value.
+    #[inline]
+    pub fn prev(&self, x0: f64, eps: f64, x: f64, noise: f64) -> f64 {
+        self.prev[0] * x0 + self.prev[1] * eps + self.prev[2] * x + self.prev[3] * noise
+    }
+
+    /// The whole update of one value: (x_prev, clamped x0).
+    pub fn apply(&self, x: f64, out: f64, noise: f64) -> (f64, f64) {
+        let (x0, eps) = self.x0_eps(x, out);
+        let x0 = self.clip.map_or(x0, |r| x0.clamp(-r, r));
+        (self.prev(x0, eps, x, noise), x0)
+    }
+
+    /// Applies the update to a batch in place. `clamp` is the sampler's (dynamic
+    /// thresholding needs a whole item, so it is applied here rather than through `clip`);
+    /// `noise_std`, when given, replaces `prev[3]` per value from the model's variance
+    /// channel (a learned variance). `scratch` is reused across steps.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn apply_batch(
+        &self,
+        clamp: X0Clamp,
+        model_output: &[f32],
+        sample: &mut [f32],
+        layout: Layout,
+        noise: Option<&[f32]>,
+        mut pred_x0: Option<&mut [f32]>,
+        scratch: &mut Vec<f64>,
+        noise_std: Option<&dyn Fn(f64) -> f64>,
+    ) {
+        let (n, on) = (layout.item_len(), layout.out_item_len());
+        scratch.resize(2 * n, 0.0);
+        let (x0, eps) = scratch.split_at_mut(n);
+        for b in 0..layout.batch {
+            let xs = &mut sample[b * n..(b + 1) * n];
+            let out = &model_output[b * on..b * on + on];
+            for j in 0..n {
+                (x0[j], eps[j]) = self.x0_eps(xs[j] as f64, out[j] as f64);
+            }
+            clamp.apply(x0);
+            if let Some(p) = pred_x0.as_deref_mut() {
+                p[b * n..(b + 1) * n].iter_mut().zip(x0.iter()).for_each(|(d, &v)| *d = v as f32);
+            }
+            for j in 0..n {
+                let z = noise.map_or(0.0, |z| z[b * n + j] as f64);
+                let mut v = self.prev(x0[j], eps[j], xs[j] as f64, 0.0);
+                if noise.is_some() {
+                    let std = noise_std.map_or(self.prev[3], |f| f(out[n + j] as f64));
+                    v += std * z;
+                }
+                xs[j] = v as f32;
+            }
+        }
     }
 }
 
-/// The clamp range r of a fused step (f32::MAX: none); None for dynamic thresholding.
-pub(crate) fn clamp_range(clamp: crate::prediction::X0Clamp) -> Option<f32> {
-    use crate::prediction::X0Clamp;
+/// (x0, eps) coefficients of (x, out) at sqrt(alpha-bar) = `a`, sqrt(1 - alpha-bar) = `s`
+/// (the linear form of [`crate::prediction::to_x0_eps`]).
+pub(crate) fn prediction_coefficients(prediction: PredictionType, a: f64, s: f64) -> ([f64; 2], [f64; 2]) {
+    match prediction {
+        PredictionType::Epsilon => ([1.0 / a, -s / a], [0.0, 1.0]),
+        PredictionType::Sample => ([0.0, 1.0], [1.0 / s, -a / s]),
+        PredictionType::VPrediction => ([a, -s], [s, a]),
+    }
+}
+
+/// The clip of an [`AffineStep`] for a sampler's clamp; None (not affine) for dynamic
+/// thresholding.
+pub(crate) fn affine_clip(clamp: X0Clamp) -> Option<Option<f64>> {
     match clamp {
-        X0Clamp::None => Some(f32::MAX),
-        X0Clamp::Clip(r) => Some(r as f32),
+        X0Clamp::None => Some(None),
+        X0Clamp::Clip(r) => Some(Some(r)),
         X0Clamp::Threshold { .. } => None,
     }
 }
 
-/// Packs a fused step.
-pub(crate) fn affine(p: [f64; 4], k: [f64; 4], r: f32) -> AffineStep {
-    [p[0] as f32, p[1] as f32, p[2] as f32, p[3] as f32, k[0] as f32, k[1] as f32, k[2] as f32, k[3] as f32, r]
-}
-
-/// Which sampler to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SamplerKind {
-    /// Ancestral sampling (Ho et al. 2020).
-    Ddpm,
-    /// DDIM (Song et al. 2020), stochastic for eta > 0.
-    Ddim,
-    /// DPM-Solver++ 2M (Lu et al. 2022).
-    DpmSolverPP,
+crate::named_enum! {
+    /// Which sampler to run.
+    ///
+    /// ```
+    /// use ddpm_runtime::SamplerKind;
+    /// assert_eq!("dpm-solver++".parse::<SamplerKind>()?, SamplerKind::DpmSolverPP);
+    /// assert_eq!(SamplerKind::NAMES, ["ddpm", "ddim", "dpm-solver++"]);
+    /// assert_eq!(SamplerKind::Ddpm.default_steps(1000), 1000);
+    /// # Ok::<(), ddpm_runtime::Error>(())
+    /// ```
+    pub enum SamplerKind {
+        /// Ancestral sampling (Ho et al. 2020).
+        Ddpm => "ddpm",
+        /// DDIM (Song et al. 2020), stochastic for eta > 0.
+        Ddim => "ddim",
+        /// DPM-Solver++ 2M (Lu et al. 2022).
+        DpmSolverPP => "dpm-solver++",
+    }
 }
 
 impl SamplerKind {
@@ -137,25 +250,16 @@ impl SamplerKind {
             SamplerKind::DpmSolverPP => 20,
         }
     }
-    pub fn name(self) -> &'static str {
-        match self {
-            SamplerKind::Ddpm => "ddpm",
-            SamplerKind::Ddim => "ddim",
-            SamplerKind::DpmSolverPP => "dpm-solver++",
-        }
-    }
 }
 
 impl std::str::FromStr for SamplerKind {
     type Err = Error;
+    /// A name of [`SamplerKind::NAMES`], or diffusers' spelling `dpmsolver++`.
     fn from_str(s: &str) -> Result<Self> {
         match s {
-            "ddpm" => Ok(Self::Ddpm),
-            "ddim" => Ok(Self::Ddim),
-            "dpm-solver++" | "dpmsolver++" | "dpm" => Ok(Self::DpmSolverPP),
-            other => Err(Error::InvalidArgument(format!(
-                "sampler: found \"{other}\", expected one of ddpm, ddim, dpm-solver++"
-            ))),
+            "dpmsolver++" | "dpm" => Ok(Self::DpmSolverPP),
+            other => Self::from_name(other)
+                .ok_or_else(|| Error::InvalidArgument(format!("sampler: found \"{other}\", expected {}", Self::expected()))),
         }
     }
 }
@@ -189,8 +293,8 @@ pub fn build(config: &SchedulerConfig, options: &SamplerOptions) -> Result<Box<d
         return Err(Error::InvalidArgument(format!("eta: found {}, expected a number >= 0", options.eta)));
     }
     Ok(match options.kind {
-        SamplerKind::Ddpm => Box::new(Ddpm::new(&config, steps)?),
-        SamplerKind::Ddim => Box::new(Ddim::new(&config, steps, options.eta)?),
-        SamplerKind::DpmSolverPP => Box::new(DpmSolverPP::new(&config, steps)?),
+        SamplerKind::Ddpm => Box::new(Ddpm::new(&DdpmParams::from_config(&config)?, steps)?),
+        SamplerKind::Ddim => Box::new(Ddim::new(&DdimParams::from_config(&config)?, steps, options.eta)?),
+        SamplerKind::DpmSolverPP => Box::new(DpmSolverPP::new(&DpmSolverParams::from_config(&config)?, steps)?),
     })
 }

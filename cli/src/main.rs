@@ -5,9 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use ddpm_runtime::output::{read_npy, OutputKind};
-use ddpm_runtime::{ClassLabels, Denoiser, ExecutionProvider, OnnxDenoiser, Pipeline, Precision, SamplerKind, TimestepSpacing};
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
+use clap::{Parser, Subcommand};
+use ddpm_io::npy::read_npy;
+use ddpm_runtime::{ClassLabels, Denoiser, ExecutionProvider, OnnxDenoiser, Precision, SamplerKind, TimestepSpacing};
+
+mod output;
+mod pretrained;
+
+use output::OutputKind;
 
 #[derive(Parser)]
 #[command(name = "runtime", version, about = "Sample from a DDPM U-Net exported to ONNX (DDPM, DDIM, DPM-Solver++)")]
@@ -59,17 +65,26 @@ struct EvalArgs {
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    ddpm_runtime::limits::parse_size(s).map_err(|e| e.to_string())
+    ddpm_io::limits::parse_size(s).map_err(|e| e.to_string())
+}
+
+/// A clap parser for one of the library's named enums: its names are the possible values
+/// (shown in --help), its `FromStr` the conversion.
+fn named<T: std::str::FromStr + Clone + Send + Sync + 'static>(names: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T::Err: std::fmt::Display,
+{
+    PossibleValuesParser::new(names).try_map(|s| s.parse::<T>().map_err(|e| e.to_string()))
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    use ddpm_runtime::eval::{evaluate, load_images, FeatureExtractor};
+    use ddpm_eval::{evaluate, load_images, FeatureExtractor};
     if let Some(m) = args.max_memory {
-        ddpm_runtime::limits::set_memory_limit(m);
+        ddpm_io::limits::set_memory_limit(m);
     }
     let mut extractor = match &args.extractor {
         Some(p) => FeatureExtractor::from_file(p)?,
-        None => FeatureExtractor::from_memory(ddpm_runtime::pretrained::DIGIT_CLASSIFIER, "the built-in digit classifier")?,
+        None => FeatureExtractor::from_memory(pretrained::DIGIT_CLASSIFIER, "the built-in digit classifier")?,
     };
     let expected = [extractor.channels, extractor.height, extractor.width];
     let mut sets = Vec::new();
@@ -113,49 +128,9 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum SamplerArg {
-    Ddpm,
-    Ddim,
-    #[value(name = "dpm-solver++")]
-    DpmSolver,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum SpacingArg {
-    Leading,
-    Trailing,
-    Linspace,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum EpArg {
-    Cpu,
-    Cuda,
-    Tensorrt,
-    Openvino,
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum PrecisionArg {
-    Fp32,
-    Bf16,
-    Auto,
-    Fp16,
-    Int8,
-}
-
-impl PrecisionArg {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Fp32 => "fp32",
-            Self::Bf16 => "bf16",
-            Self::Auto => "auto",
-            Self::Fp16 => "fp16",
-            Self::Int8 => "int8",
-        }
-    }
-}
+/// `--precision`: the library's precisions, and the two it names to refuse (fp16 and int8
+/// on the CPU, with the reason).
+const PRECISION_NAMES: &[&str] = &["fp32", "bf16", "auto", "fp16", "int8"];
 
 #[derive(clap::Args)]
 struct SampleArgs {
@@ -168,8 +143,8 @@ struct SampleArgs {
     /// Samples per model evaluation (does not change the output).
     #[arg(long, default_value_t = 16, allow_hyphen_values = true)]
     batch_size: usize,
-    #[arg(long, value_enum, default_value = "ddim")]
-    sampler: SamplerArg,
+    #[arg(long, default_value = "ddim", value_parser = named::<SamplerKind>(SamplerKind::NAMES))]
+    sampler: SamplerKind,
     /// Inference steps [default: ddpm the full chain, ddim 50, dpm-solver++ 20].
     #[arg(long, allow_hyphen_values = true)]
     steps: Option<usize>,
@@ -177,8 +152,8 @@ struct SampleArgs {
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     eta: f64,
     /// [default: the model's scheduler config, else the sampler's diffusers default]
-    #[arg(long, value_enum)]
-    timestep_spacing: Option<SpacingArg>,
+    #[arg(long, value_parser = named::<TimestepSpacing>(TimestepSpacing::NAMES))]
+    timestep_spacing: Option<TimestepSpacing>,
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     seed: u64,
     /// Start from this x_T (float32 .npy, [N, C, H, W]) instead of noise from --seed.
@@ -188,13 +163,13 @@ struct SampleArgs {
     #[arg(long, allow_hyphen_values = true)]
     class_label: Option<i64>,
     /// Execution provider [default: cpu; openvino for --precision bf16].
-    #[arg(long, value_enum)]
-    ep: Option<EpArg>,
+    #[arg(long, value_parser = named::<ExecutionProvider>(ExecutionProvider::NAMES))]
+    ep: Option<ExecutionProvider>,
     /// Arithmetic of the model: fp32 (exact); bf16 (a CPU with avx512_bf16 or amx_bf16, on
     /// the OpenVINO execution provider: set-up option `make setup-openvino`); auto (bf16
     /// where the CPU and library run it, else fp32; says which).
-    #[arg(long, value_enum, default_value = "fp32")]
-    precision: PrecisionArg,
+    #[arg(long, default_value = "fp32", value_parser = PossibleValuesParser::new(PRECISION_NAMES))]
+    precision: String,
     /// The most memory a request may use (e.g. 8G) [default: 80% of the machine's memory].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_memory: Option<u64>,
@@ -218,7 +193,8 @@ struct SampleArgs {
 }
 
 fn classify(e: &anyhow::Error) -> u8 {
-    if e.chain().any(|c| c.downcast_ref::<BadInputMarker>().is_some()) {
+    // The user's input: a marked error, or any file and limit error of ddpm-io.
+    if e.chain().any(|c| c.downcast_ref::<BadInputMarker>().is_some() || c.downcast_ref::<ddpm_io::Error>().is_some()) {
         return 2;
     }
     match e.chain().find_map(|c| c.downcast_ref::<ddpm_runtime::Error>()) {
@@ -245,11 +221,11 @@ fn bad(msg: impl Into<String>) -> anyhow::Error {
 fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     if let Some(m) = args.max_memory {
-        ddpm_runtime::limits::set_memory_limit(m);
+        ddpm_io::limits::set_memory_limit(m);
     }
-    let precision: Precision = args.precision.name().parse()?;
+    let precision: Precision = args.precision.parse()?;
     if let Some(t) = args.threads {
-        ddpm_runtime::limits::check_threads("--threads", t)?;
+        ddpm_io::limits::check_threads("--threads", t)?;
     }
     if args.batch_size == 0 {
         return Err(bad("--batch-size 0: the batch size must be at least 1"));
@@ -267,12 +243,7 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     }
     let mut builder = OnnxDenoiser::builder().precision(precision);
     if let Some(ep) = args.ep {
-        builder = builder.execution_provider(match ep {
-            EpArg::Cpu => ExecutionProvider::Cpu,
-            EpArg::Cuda => ExecutionProvider::Cuda,
-            EpArg::Tensorrt => ExecutionProvider::TensorRt,
-            EpArg::Openvino => ExecutionProvider::OpenVino,
-        });
+        builder = builder.execution_provider(ep);
     }
     if let Some(t) = args.threads {
         builder = builder.intra_threads(t);
@@ -288,7 +259,7 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let mut model = match &args.model {
         Some(path) => builder.from_file(path)?,
         None => {
-            let bytes = ddpm_runtime::pretrained::DIGITS_MODEL
+            let bytes = pretrained::DIGITS_MODEL
                 .ok_or_else(|| bad("no --model given and this build ships no default model: pass --model FILE.onnx"))?;
             builder.from_memory(bytes, "the built-in digits model")?
         }
@@ -296,12 +267,11 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let shape = model.shape();
     // The batch asked for, even when --n is smaller (it would be clamped): a size that no
     // machine holds is a mistake worth saying.
-    ddpm_runtime::limits::check_memory(
+    ddpm_io::limits::check_memory(
         &format!("--batch-size {}: a batch of {} samples of {}x{}x{} float32", args.batch_size, args.batch_size, shape.channels, shape.height, shape.width),
-        ddpm_runtime::limits::bytes_of(&[args.batch_size, shape.channels.max(shape.out_channels), shape.height, shape.width], 4 * 8),
+        ddpm_io::limits::bytes_of(&[args.batch_size, shape.channels.max(shape.out_channels), shape.height, shape.width], 4 * 8),
     )?;
-    let config = model.scheduler_config();
-    if args.precision == PrecisionArg::Auto {
+    if precision == Precision::Auto {
         eprintln!("{}", model.precision_choice());
     }
 
@@ -331,21 +301,13 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
         }
         pipeline_noise = Some(data);
     }
-    let kind = match args.sampler {
-        SamplerArg::Ddpm => SamplerKind::Ddpm,
-        SamplerArg::Ddim => SamplerKind::Ddim,
-        SamplerArg::DpmSolver => SamplerKind::DpmSolverPP,
-    };
-    let mut pipeline = Pipeline::new(&mut model, config).sampler(kind).batch_size(args.batch_size).seed(args.seed).eta(args.eta);
+    let kind = args.sampler;
+    let mut pipeline = model.pipeline().sampler(kind).batch_size(args.batch_size).seed(args.seed).eta(args.eta);
     if let Some(s) = args.steps {
         pipeline = pipeline.steps(s);
     }
-    if let Some(sp) = args.timestep_spacing {
-        pipeline = pipeline.timestep_spacing(match sp {
-            SpacingArg::Leading => TimestepSpacing::Leading,
-            SpacingArg::Trailing => TimestepSpacing::Trailing,
-            SpacingArg::Linspace => TimestepSpacing::Linspace,
-        });
+    if let Some(spacing) = args.timestep_spacing {
+        pipeline = pipeline.timestep_spacing(spacing);
     }
     pipeline = match pipeline_noise {
         Some(noise) => pipeline.initial_noise(noise),
@@ -354,11 +316,11 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     if let Some(l) = args.class_label {
         pipeline = pipeline.class_labels(ClassLabels::Fixed(l));
     }
+    let plan = pipeline.plan()?;
     if args.trajectory.is_some() {
-        let every = pipeline.steps_planned()?.div_ceil(10).max(1);
-        pipeline = pipeline.record_trajectory(every);
+        pipeline = pipeline.record_trajectory(plan.timesteps.len().div_ceil(10).max(1));
     }
-    let total = pipeline.evaluations()?;
+    let total = plan.evaluations;
     let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
     if std::io::stderr().is_terminal() {
         bar.set_style(
@@ -385,7 +347,7 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
             }
             grid.extend(samples.data[r * per..(r + 1) * per].iter().map(|v| v.clamp(-1.0, 1.0)));
         }
-        ddpm_runtime::output::write_png_grid_cols(path, &grid, [rows * cols, c, h, w], Some(cols))?;
+        ddpm_io::png::write_png_grid_cols(path, &grid, [rows * cols, c, h, w], Some(cols))?;
         println!("wrote the trajectory of {rows} samples over {} steps to {}", cols - 1, path.display());
     }
     let n = samples.shape[0];
@@ -406,11 +368,11 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = match ddpm_runtime::cli::parse::<Cli>() {
+    let cli = match ddpm_io::cli::parse::<Cli>() {
         Ok(c) => c,
         Err(code) => return code,
     };
-    ddpm_runtime::cli::init_logging("warn", false);
+    ddpm_io::cli::init_logging("warn", false);
     let result = match cli.command {
         Command::Sample(args) => sample(args),
         Command::Eval(args) => eval(args),
@@ -430,12 +392,12 @@ fn main() -> ExitCode {
 fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
-        let text = ddpm_runtime::cli::one_line(&cause.to_string());
+        let text = ddpm_io::cli::one_line(&cause.to_string());
         if !parts.last().is_some_and(|p| p.contains(&text)) {
             parts.push(text);
         }
     }
-    ddpm_runtime::cli::one_line(&parts.join(": "))
+    ddpm_io::cli::one_line(&parts.join(": "))
 }
 
 fn info(args: InfoArgs) -> anyhow::Result<()> {
@@ -444,10 +406,10 @@ fn info(args: InfoArgs) -> anyhow::Result<()> {
     use serde_json::json;
     let cpu = CpuFeatures::get();
     let library = library_info(None, Library::Default);
-    let openvino = option_env!("DDPM_RS_ORT_OPENVINO_DYLIB_RECORDED").filter(|p| std::path::Path::new(p).is_file());
+    let openvino = ddpm_runtime::onnx::openvino_library();
     let cache = args.model_cache.clone().unwrap_or_else(|| ddpm_runtime::sys::cache_dir().join("models"));
     let (files, bytes) = folder_size(&cache);
-    let (mem_limit, mem_source) = ddpm_runtime::limits::memory_limit();
+    let (mem_limit, mem_source) = ddpm_io::limits::memory_limit();
     // Precisions this machine really runs.
     let bf16_ok = cpu.has_bf16() && openvino.is_some();
     let bf16_why = if !cpu.has_bf16() {
@@ -458,7 +420,7 @@ fn info(args: InfoArgs) -> anyhow::Result<()> {
         format!("yes: on openvino ({})", if cpu.avx512_bf16 { "avx512_bf16" } else { "amx_bf16" })
     };
     let auto = if bf16_ok { "bf16 on openvino" } else { "fp32 on cpu" };
-    let model = ddpm_runtime::pretrained::DIGITS_MODEL.map(|b| {
+    let model = pretrained::DIGITS_MODEL.map(|b| {
         let desc = OnnxDenoiser::builder()
             .static_shapes(false)
             .intra_threads(1)
@@ -511,10 +473,10 @@ fn info(args: InfoArgs) -> anyhow::Result<()> {
     println!("CPU: {} ({} logical CPUs, {} physical cores)", cpu_model(), logical_cpus(), physical_cores());
     println!("  features: {}; lacks {}", cpu.summary(), if cpu.absent().is_empty() { "none".into() } else { cpu.absent().join(", ") });
     println!("precision: fp32 yes (cpu{}); bf16 {bf16_why}; auto: {auto}", if openvino.is_some() { ", openvino" } else { "" });
-    println!("model cache: {} ({files} files, {})", cache.display(), ddpm_runtime::limits::human(bytes));
-    println!("memory limit: {} ({mem_source})", ddpm_runtime::limits::human(mem_limit));
+    println!("model cache: {} ({files} files, {})", cache.display(), ddpm_io::limits::human(bytes));
+    println!("memory limit: {} ({mem_source})", ddpm_io::limits::human(mem_limit));
     match model {
-        Some((n, d)) => println!("built-in model: digits ({d}; {}, models/pretrained/digits)", ddpm_runtime::limits::human(n as u64)),
+        Some((n, d)) => println!("built-in model: digits ({d}; {}, models/pretrained/digits)", ddpm_io::limits::human(n as u64)),
         None => println!("built-in model: none in this build"),
     }
     Ok(())

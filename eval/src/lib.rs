@@ -2,15 +2,18 @@
 //! "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium")
 //! in the feature space of a pluggable ONNX feature extractor, plus the extractor's mean
 //! top-class confidence and the entropy of its class histogram.
+//!
+//! The `runtime eval` command of the CLI is this crate; it sits apart from `ddpm-runtime` so
+//! that an application that samples compiles no linear algebra.
+#![warn(clippy::unwrap_used)]
 
-use std::io::Read;
 use std::path::Path;
 
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 use ort::session::Session;
 use ort::value::Tensor;
 
-use crate::error::{Error, Result};
+use ddpm_runtime::{Error, Result};
 
 /// An ONNX network with one image input [B, C, H, W] and an output named `features`
 /// (else its last output); an output named `logits` gives the class statistics.
@@ -25,14 +28,14 @@ pub struct FeatureExtractor {
 
 impl FeatureExtractor {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = crate::limits::read_regular_file(path, 2 << 30, "ONNX feature extractor")?;
+        let bytes = ddpm_io::files::read_regular_file(path, 2 << 30, "ONNX feature extractor")?;
         Self::from_memory(&bytes, &path.display().to_string())
     }
 
     pub fn from_memory(bytes: &[u8], name: &str) -> Result<Self> {
-        let env = crate::onnx::environment(None)?;
+        let env = ddpm_runtime::onnx::environment(None)?;
         let session = Session::builder(&env)?
-            .with_intra_threads(crate::sys::physical_cores())
+            .with_intra_threads(ddpm_runtime::sys::physical_cores())
             .map_err(ort::Error::from)?
             .commit_from_memory(bytes)
             .map_err(|e| Error::bad_file(name, format!("not a loadable ONNX model: {e}")))?;
@@ -45,9 +48,9 @@ impl FeatureExtractor {
             return Err(Error::bad_file(name, "the extractor's input must have fixed C, H and W"));
         }
         let image: Vec<usize> = dims[1..].iter().map(|&d| d as usize).collect();
-        crate::limits::check_memory(
+        ddpm_io::limits::check_memory(
             &format!("{name}: a batch of 256 images of {}x{}x{} (the extractor's input)", image[0], image[1], image[2]),
-            crate::limits::bytes_of(&image, 4 * 256 * 2),
+            ddpm_io::limits::bytes_of(&image, 4 * 256 * 2),
         )?;
         if !session.outputs().iter().any(|o| o.name() == "features") {
             tracing::info!("{name}: no output named `features`; using its last output");
@@ -188,9 +191,9 @@ pub fn evaluate(extractor: &mut FeatureExtractor, samples: &[f32], n_samples: us
     let (fs, logits) = extractor.features(samples, n_samples)?;
     let d = fs.len() / n_samples;
     // The moments hold an [n, d] matrix and a few [d, d] ones in float64.
-    crate::limits::check_memory(
+    ddpm_io::limits::check_memory(
         &format!("FID over {d} features of {} images", n_samples.max(n_real)),
-        crate::limits::bytes_of(&[d, d], 8 * 8) + crate::limits::bytes_of(&[n_samples.max(n_real), d], 8 * 2),
+        ddpm_io::limits::bytes_of(&[d, d], 8 * 8) + ddpm_io::limits::bytes_of(&[n_samples.max(n_real), d], 8 * 2),
     )?;
     let (fr, _) = extractor.features(real, n_real)?;
     let (m1, s1) = moments(&fs, n_samples, d);
@@ -226,7 +229,7 @@ pub fn load_images(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
         let mut data = Vec::new();
         let mut dims: Option<[usize; 3]> = None;
         for f in &files {
-            let (pixels, c, h, w) = crate::output::read_png(f)?;
+            let (pixels, c, h, w) = ddpm_io::png::read_png(f)?;
             if let Some(d) = dims {
                 if d != [c, h, w] {
                     return Err(Error::Shape { name: f.display().to_string(), found: format!("{c}x{h}x{w}"), expected: format!("{}x{}x{}", d[0], d[1], d[2]) });
@@ -240,36 +243,20 @@ pub fn load_images(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
     }
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     if name.ends_with(".npy") {
-        let (data, shape) = crate::output::read_npy(path)?;
+        let (data, shape) = ddpm_io::npy::read_npy(path)?;
         if shape.len() != 4 {
             return Err(Error::Shape { name: path.display().to_string(), found: format!("{shape:?}"), expected: "[N, C, H, W]".into() });
         }
         return Ok((data, [shape[0], shape[1], shape[2], shape[3]]));
     }
     if name.contains("idx3") {
-        let raw = crate::limits::read_regular_file(path, 4 << 30, "IDX images file")?;
-        let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-            // Decompressed no further than the memory limit allows (a gzip bomb stops there).
-            let (limit, _) = crate::limits::memory_limit();
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&raw[..])
-                .take(limit / 5)
-                .read_to_end(&mut out)
-                .map_err(|e| Error::bad_file(path, format!("corrupt gzip: {e}")))?;
-            if out.len() as u64 >= limit / 5 {
-                crate::limits::check_memory(&format!("{}: the decompressed IDX file", path.display()), limit as u128 + 1)?;
-            }
-            out
-        } else {
-            raw
-        };
-        let u = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
-        if bytes.len() < 16 || u(0) != 0x0803 || bytes.len() as u128 != 16 + crate::limits::bytes_of(&[u(4), u(8), u(12)], 1) {
-            return Err(Error::bad_file(path, "not an IDX image file (magic 0x00000803, [N, H, W] bytes)"));
-        }
-        crate::limits::check_memory(&format!("{}: {} images of {}x{} as float32", path.display(), u(4), u(8), u(12)), crate::limits::bytes_of(&[u(4), u(8), u(12)], 4))?;
-        let data = bytes[16..].iter().map(|&p| p as f32 / 127.5 - 1.0).collect();
-        return Ok((data, [u(4), 1, u(8), u(12)]));
+        // Decompressed no further than the memory limit allows (a gzip bomb stops there).
+        let (limit, _) = ddpm_io::limits::memory_limit();
+        let idx = ddpm_io::idx::read_idx(path, 3, (4u64 << 30).min(limit / 5), "IDX images file")?;
+        let [n, h, w] = [idx.dims[0], idx.dims[1], idx.dims[2]];
+        ddpm_io::limits::check_memory(&format!("{}: {n} images of {h}x{w} as float32", path.display()), ddpm_io::limits::bytes_of(&[n, h, w], 4))?;
+        let data = idx.data.iter().map(|&p| p as f32 / 127.5 - 1.0).collect();
+        return Ok((data, [n, 1, h, w]));
     }
     Err(Error::bad_file(path, "expected a .npy file, a folder of PNGs, or an IDX images file"))
 }

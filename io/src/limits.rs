@@ -3,7 +3,7 @@
 //! config or flag that asks for more than the machine can give is refused with the numbers
 //! instead of aborting in an allocation.
 
-use std::path::Path;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
@@ -58,7 +58,7 @@ pub fn memory_limit() -> (u64, String) {
     if let Some(v) = std::env::var("DDPM_RS_MAX_MEMORY").ok().and_then(|v| parse_size(&v).ok()) {
         return (v, "DDPM_RS_MAX_MEMORY".into());
     }
-    let total = crate::sys::total_memory().unwrap_or(8 << 30);
+    let total = crate::machine::total_memory().unwrap_or(8 << 30);
     let machine = total / 10 * 8;
     match address_space_limit() {
         Some(a) if a / 2 < machine => (a / 2, format!("half the process's address-space limit of {}", human(a))),
@@ -104,7 +104,7 @@ pub fn bytes_of(counts: &[usize], size: usize) -> u128 {
 
 /// The most threads a `--threads` may ask for: 4 per logical CPU (at least 64).
 pub fn max_threads() -> usize {
-    (crate::sys::logical_cpus() * 4).max(64)
+    (crate::machine::logical_cpus() * 4).max(64)
 }
 
 /// Refuses 0 threads or more than [`max_threads`].
@@ -113,57 +113,15 @@ pub fn check_threads(flag: &str, n: usize) -> Result<()> {
         return Err(Error::InvalidArgument(format!(
             "{flag} {n}: expected 1 to {} (this machine has {} logical CPUs)",
             max_threads(),
-            crate::sys::logical_cpus()
+            crate::machine::logical_cpus()
         )));
     }
     Ok(())
 }
 
-/// Reads a whole file that must be a regular file of at most `max` bytes: a FIFO, a device
-/// (`/dev/zero`) or a folder is refused before it is opened, so nothing blocks or reads
-/// without end. `what` says what the file is ("scheduler config").
-pub fn read_regular_file(path: &Path, max: u64, what: &str) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        let kind = if meta.is_dir() { "a folder" } else { "not a regular file (a FIFO, socket or device)" };
-        return Err(Error::bad_file(path, format!("{what}: found {kind}, expected a regular file")));
-    }
-    if meta.len() > max {
-        return Err(Error::bad_file(
-            path,
-            format!("{what}: found {} bytes, expected at most {} ({})", meta.len(), max, human(max)),
-        ));
-    }
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    // A file that grows while it is read is cut at the limit and refused.
-    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
-    if bytes.len() as u64 > max {
-        return Err(Error::bad_file(path, format!("{what}: more than {max} bytes")));
-    }
-    Ok(bytes)
-}
-
-/// [`read_regular_file`] as UTF-8 text.
-pub fn read_regular_text(path: &Path, max: u64, what: &str) -> Result<String> {
-    let bytes = read_regular_file(path, max, what)?;
-    String::from_utf8(bytes).map_err(|e| Error::bad_file(path, format!("{what}: not UTF-8 text ({e})")))
-}
-
 /// The largest config file read (JSON configs are a few KB; trained_betas of 100,000 steps
 /// fit easily).
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
-
-/// Opens a file for streaming only if it is a regular file (a FIFO would block the open).
-pub fn open_regular(path: &Path, what: &str) -> Result<std::fs::File> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        let kind = if meta.is_dir() { "a folder" } else { "not a regular file (a FIFO, socket or device)" };
-        return Err(Error::bad_file(path, format!("{what}: found {kind}, expected a regular file")));
-    }
-    std::fs::File::open(path).map_err(|e| Error::io(path, e))
-}
 
 #[cfg(test)]
 mod tests {
@@ -185,14 +143,5 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("a test of 10^15 floats") && msg.contains("PiB") && msg.contains("limit"), "{msg}");
         assert!(check_memory("a small request", 1024).is_ok());
-    }
-
-    #[test]
-    fn devices_and_fifos_are_not_read() {
-        let e = read_regular_file(Path::new("/dev/zero"), 1 << 20, "config").unwrap_err();
-        assert!(e.to_string().contains("not a regular file"), "{e}");
-        let dir = tempfile::tempdir().unwrap();
-        let e = read_regular_file(dir.path(), 1 << 20, "config").unwrap_err();
-        assert!(e.to_string().contains("a folder"), "{e}");
     }
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ddpm_runtime::output::{read_npy, write_npy};
+use ddpm_io::npy::{read_npy, write_npy};
 
 fn model(name: &str) -> String {
     format!("{}/../tests/fixtures/onnx/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -212,11 +212,11 @@ fn eval_gives_fid_0_for_identical_sets_and_more_for_different_ones() {
     assert!(out.contains("mean confidence") && out.contains("class entropy"), "{out}");
     // The same digits written as PNGs and as .npy read back to the same set.
     let d = tmp();
-    let (data, shape) = ddpm_runtime::eval::load_images(Path::new(&test)).unwrap();
+    let (data, shape) = ddpm_eval::load_images(Path::new(&test)).unwrap();
     let n = 50;
     let part = &data[..n * 784];
     write_npy(p(d.path(), "real.npy"), part, &[n, 1, 28, 28]).unwrap();
-    ddpm_runtime::output::write_png_dir(d.path().join("pngs"), part, [n, 1, 28, 28]).unwrap();
+    ddpm_io::png::write_png_dir(d.path().join("pngs"), part, [n, 1, 28, 28]).unwrap();
     assert_eq!(shape, [1000, 1, 28, 28]);
     let o = runtime_eval(&["--samples", &p(d.path(), "pngs"), "--real", &p(d.path(), "real.npy")]);
     let out = String::from_utf8_lossy(&o.stdout);
@@ -255,14 +255,14 @@ fn sample_without_a_model_uses_the_default_one_and_labels_steer_it() {
     let out = p(d.path(), "default.png");
     let stdout = ok(&["--n", "4", "--steps", "10", "--out", &out]);
     assert!(stdout.contains("wrote 4 samples"), "{stdout}");
-    let mut ex = ddpm_runtime::eval::FeatureExtractor::from_memory(ddpm_runtime::pretrained::DIGIT_CLASSIFIER, "classifier").unwrap();
+    let mut ex = ddpm_eval::FeatureExtractor::from_memory(include_bytes!("../../models/pretrained/digits/classifier.onnx"), "classifier").unwrap();
     for label in [1usize, 7] {
         let npy = p(d.path(), &format!("l{label}.npy"));
         ok(&["--n", "10", "--steps", "20", "--class-label", &label.to_string(), "--seed", "3", "--out", &npy]);
         let (data, shape) = read_npy(&npy).unwrap();
         assert_eq!(shape, vec![10, 1, 28, 28]);
         let (_, logits) = ex.features(&data, 10).unwrap();
-        let (_, _, pred) = ddpm_runtime::eval::class_stats(&logits.unwrap(), 10);
+        let (_, _, pred) = ddpm_eval::class_stats(&logits.unwrap(), 10);
         let hits = pred.iter().filter(|&&p| p == label).count();
         assert!(hits >= 8, "label {label}: the classifier sees {pred:?}");
     }

@@ -25,10 +25,11 @@ ENV = $(ENV_ORT) LIBTORCH="$$(scripts/setup-env.sh --libtorch)" PATH="$$(scripts
 # `make setup-openvino`. The tests and benches install it; build.rs finds it in the cache
 # folder and records its path in the runtime.
 
-.PHONY: help setup setup-openvino build build-runtime test bench fixtures demo fuzz print-env
+.PHONY: help setup setup-openvino build build-runtime test lint bench fixtures demo fuzz print-env
 help:
 	@echo "make demo      set up and build (first run only), draw 64 digits: samples.png, trajectory.png"
-	@echo "make test      set up (first run only), build, run every test"
+	@echo "make test      set up (first run only), lint, build, run every test"
+	@echo "make lint      cargo fmt --check and clippy -D warnings on every crate and target"
 	@echo "make build     build the CLIs into ./bin (runtime, exporter, trainer)"
 	@echo "make bench     criterion benches and the comparison with PyTorch (see BENCHMARKS.md)"
 	@echo "make setup-openvino  install the OpenVINO build of ONNX Runtime (for --precision bf16)"
@@ -61,8 +62,13 @@ demo: build-runtime
 	@echo "trajectory: $(CURDIR)/trajectory.png"
 
 # --no-fail-fast: one failing test binary does not hide the others.
-test: setup-openvino
+test: setup-openvino lint
 	$(ENV) cargo test --locked --workspace --no-fail-fast
+
+# The habits that keep the code as it is: formatted, and no clippy warning anywhere.
+lint: setup
+	cargo fmt --all --check
+	$(ENV) cargo clippy --locked --workspace --all-targets -- -D warnings
 
 bench: build setup-openvino
 	$(ENV) cargo bench --locked -p ddpm-benches

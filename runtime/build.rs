@@ -46,10 +46,7 @@ fn find_in_cache(cache: &Path) -> Option<PathBuf> {
 /// The OpenVINO build of ONNX Runtime that `scripts/setup-env.sh --openvino` installs.
 fn find_openvino_in_cache(cache: &Path) -> Option<PathBuf> {
     newest_lib(
-        cache_entries(cache, "ort-openvino-")
-            .into_iter()
-            .filter(|d| d.join(".complete").exists())
-            .map(|d| d.join("onnxruntime/capi")),
+        cache_entries(cache, "ort-openvino-").into_iter().filter(|d| d.join(".complete").exists()).map(|d| d.join("onnxruntime/capi")),
     )
 }
 

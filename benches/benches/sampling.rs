@@ -45,15 +45,7 @@ fn onnx_chain(c: &mut Criterion) {
     for batch in [1usize, 16] {
         for (kind, steps) in [(SamplerKind::Ddim, 50), (SamplerKind::DpmSolverPP, 20)] {
             group.bench_function(BenchmarkId::new(format!("{}{steps}", kind.name()), format!("b{batch}")), |b| {
-                b.iter(|| {
-                    Pipeline::new(&mut model, config.clone())
-                        .sampler(kind)
-                        .steps(steps)
-                        .n(batch)
-                        .batch_size(batch)
-                        .run()
-                        .unwrap()
-                });
+                b.iter(|| Pipeline::new(&mut model, config.clone()).sampler(kind).steps(steps).n(batch).batch_size(batch).run().unwrap());
             });
         }
     }

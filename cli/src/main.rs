@@ -70,7 +70,9 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 /// A clap parser for one of the library's named enums: its names are the possible values
 /// (shown in --help), its `FromStr` the conversion.
-fn named<T: std::str::FromStr + Clone + Send + Sync + 'static>(names: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
+fn named<T: std::str::FromStr + Clone + Send + Sync + 'static>(
+    names: &'static [&'static str],
+) -> impl clap::builder::TypedValueParser<Value = T>
 where
     T::Err: std::fmt::Display,
 {
@@ -93,7 +95,13 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         if shape[1..] != expected {
             return Err(bad(format!(
                 "{}: images of {}x{}x{}, expected {}x{}x{} (the extractor's input)",
-                path.display(), shape[1], shape[2], shape[3], expected[0], expected[1], expected[2]
+                path.display(),
+                shape[1],
+                shape[2],
+                shape[3],
+                expected[0],
+                expected[1],
+                expected[2]
             )));
         }
         if data.iter().any(|v| !v.is_finite()) {
@@ -268,7 +276,10 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     // The batch asked for, even when --n is smaller (it would be clamped): a size that no
     // machine holds is a mistake worth saying.
     ddpm_io::limits::check_memory(
-        &format!("--batch-size {}: a batch of {} samples of {}x{}x{} float32", args.batch_size, args.batch_size, shape.channels, shape.height, shape.width),
+        &format!(
+            "--batch-size {}: a batch of {} samples of {}x{}x{} float32",
+            args.batch_size, args.batch_size, shape.channels, shape.height, shape.width
+        ),
         ddpm_io::limits::bytes_of(&[args.batch_size, shape.channels.max(shape.out_channels), shape.height, shape.width], 4 * 8),
     )?;
     if precision == Precision::Auto {
@@ -434,7 +445,9 @@ fn info(args: InfoArgs) -> anyhow::Result<()> {
     });
     if args.json {
         let lib = match &library {
-            Ok(l) => json!({"path": l.path, "version": l.version, "build": format!("{:?}", l.build).to_lowercase(), "execution_providers": l.providers}),
+            Ok(l) => {
+                json!({"path": l.path, "version": l.version, "build": format!("{:?}", l.build).to_lowercase(), "execution_providers": l.providers})
+            }
             Err(e) => json!({"error": e.to_string()}),
         };
         let out = json!({

@@ -24,9 +24,7 @@ impl OutputKind {
         match p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("npy") => Ok(Self::Npy(p)),
             Some("png") => Ok(Self::PngGrid(p)),
-            _ => Err(Error::InvalidArgument(format!(
-                "--out {path}: expected a FILE.npy, a FILE.png or a DIR/ (ending in /)"
-            ))),
+            _ => Err(Error::InvalidArgument(format!("--out {path}: expected a FILE.npy, a FILE.png or a DIR/ (ending in /)"))),
         }
     }
 
@@ -50,4 +48,3 @@ impl OutputKind {
         }
     }
 }
-

@@ -11,13 +11,7 @@ fn model(name: &str) -> String {
 }
 
 fn runtime(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runtime"))
-        .arg("sample")
-        .args(["--threads", "1"])
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_runtime")).arg("sample").args(["--threads", "1"]).args(args).env_remove("RUST_LOG").output().unwrap()
 }
 
 fn ok(args: &[&str]) -> String {
@@ -109,8 +103,7 @@ fn every_output_format() {
     // DIR/: one PNG per sample, for FID tools.
     let dir = p(d.path(), "each/");
     ok(&["--model", &g, "--n", "4", "--out", &dir]);
-    let mut names: Vec<String> =
-        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     assert_eq!(names, vec!["000000.png", "000001.png", "000002.png", "000003.png"]);
 }
@@ -255,7 +248,8 @@ fn sample_without_a_model_uses_the_default_one_and_labels_steer_it() {
     let out = p(d.path(), "default.png");
     let stdout = ok(&["--n", "4", "--steps", "10", "--out", &out]);
     assert!(stdout.contains("wrote 4 samples"), "{stdout}");
-    let mut ex = ddpm_eval::FeatureExtractor::from_memory(include_bytes!("../../models/pretrained/digits/classifier.onnx"), "classifier").unwrap();
+    let mut ex =
+        ddpm_eval::FeatureExtractor::from_memory(include_bytes!("../../models/pretrained/digits/classifier.onnx"), "classifier").unwrap();
     for label in [1usize, 7] {
         let npy = p(d.path(), &format!("l{label}.npy"));
         ok(&["--n", "10", "--steps", "20", "--class-label", &label.to_string(), "--seed", "3", "--out", &npy]);
@@ -364,7 +358,17 @@ fn info_describes_the_library_cpu_precisions_cache_and_model() {
     let o = runtime_env(&["info", "--model-cache", &cache], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
-    for needle in ["ddpm-rs runtime", "ONNX Runtime 1.", "execution providers: ", "CPUExecutionProvider", "CPU: ", "features: ", "precision: fp32 yes", "model cache: ", "built-in model: "] {
+    for needle in [
+        "ddpm-rs runtime",
+        "ONNX Runtime 1.",
+        "execution providers: ",
+        "CPUExecutionProvider",
+        "CPU: ",
+        "features: ",
+        "precision: fp32 yes",
+        "model cache: ",
+        "built-in model: ",
+    ] {
         assert!(text.contains(needle), "no {needle:?} in\n{text}");
     }
     let o = runtime_env(&["info", "--json"], &[]);
@@ -384,7 +388,23 @@ fn the_openvino_cache_checks_what_it_loads() {
     let cache = p(d.path(), "cache");
     let run = |out: &str| {
         let o = runtime_env(
-            &["sample", "--threads", "1", "--model", &model, "--ep", "openvino", "--n", "2", "--steps", "3", "--model-cache", &cache, "--out", out],
+            &[
+                "sample",
+                "--threads",
+                "1",
+                "--model",
+                &model,
+                "--ep",
+                "openvino",
+                "--n",
+                "2",
+                "--steps",
+                "3",
+                "--model-cache",
+                &cache,
+                "--out",
+                out,
+            ],
             &[],
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

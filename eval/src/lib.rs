@@ -176,10 +176,14 @@ pub fn class_stats(logits: &[f32], n: usize) -> (f64, f64, Vec<usize>) {
         hist[arg] += 1;
         pred.push(arg);
     }
-    let entropy = -hist.iter().filter(|&&c| c > 0).map(|&c| {
-        let p = c as f64 / n as f64;
-        p * p.ln()
-    }).sum::<f64>();
+    let entropy = -hist
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n as f64;
+            p * p.ln()
+        })
+        .sum::<f64>();
     (conf / n as f64, entropy, pred)
 }
 
@@ -232,7 +236,11 @@ pub fn load_images(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
             let (pixels, c, h, w) = ddpm_io::png::read_png(f)?;
             if let Some(d) = dims {
                 if d != [c, h, w] {
-                    return Err(Error::Shape { name: f.display().to_string(), found: format!("{c}x{h}x{w}"), expected: format!("{}x{}x{}", d[0], d[1], d[2]) });
+                    return Err(Error::Shape {
+                        name: f.display().to_string(),
+                        found: format!("{c}x{h}x{w}"),
+                        expected: format!("{}x{}x{}", d[0], d[1], d[2]),
+                    });
                 }
             }
             dims = Some([c, h, w]);
@@ -254,7 +262,10 @@ pub fn load_images(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
         let (limit, _) = ddpm_io::limits::memory_limit();
         let idx = ddpm_io::idx::read_idx(path, 3, (4u64 << 30).min(limit / 5), "IDX images file")?;
         let [n, h, w] = [idx.dims[0], idx.dims[1], idx.dims[2]];
-        ddpm_io::limits::check_memory(&format!("{}: {n} images of {h}x{w} as float32", path.display()), ddpm_io::limits::bytes_of(&[n, h, w], 4))?;
+        ddpm_io::limits::check_memory(
+            &format!("{}: {n} images of {h}x{w} as float32", path.display()),
+            ddpm_io::limits::bytes_of(&[n, h, w], 4),
+        )?;
         let data = idx.data.iter().map(|&p| p as f32 / 127.5 - 1.0).collect();
         return Ok((data, [n, 1, h, w]));
     }

@@ -1,6 +1,5 @@
 //! `exporter onnx`: checkpoint folder in, verified .onnx out.
 
-
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -141,15 +140,13 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path, options: &ExportOptions,
     let bytes = export_model(&ckpt.unet.config, &ckpt.unet.weights, &ckpt.scheduler, options)?;
     let nodes = {
         use prost::Message;
-        crate::onnx::proto::ModelProto::decode(bytes.as_slice())
-            .map(|m| m.graph.map_or(0, |g| g.node.len()))
-            .unwrap_or(0)
+        crate::onnx::proto::ModelProto::decode(bytes.as_slice()).map(|m| m.graph.map_or(0, |g| g.node.len())).unwrap_or(0)
     };
     let max_rel_error = match verify_tol {
         Some(tol) => {
             let t_count = ckpt.scheduler.num_train_timesteps();
             let err = verify(&bytes, &ckpt.unet, t_count)?;
-            if !(err <= tol) {
+            if err.is_nan() || err > tol {
                 return Err(ExportError::Mismatch { error: err, tolerance: tol });
             }
             Some(err)

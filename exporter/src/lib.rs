@@ -11,4 +11,5 @@ pub mod onnx;
 
 pub use error::{ExportError, Result};
 pub use export::{export_checkpoint, Checkpoint, ExportReport};
-pub use onnx::model::{export_classifier, export_model, ExportOptions};
+pub use onnx::model::{export_classifier, export_model, ExportOptions, ExportPrecision};
+pub use onnx::recorder::Value;

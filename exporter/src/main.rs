@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ddpm_exporter::{export_checkpoint, Checkpoint, ExportError, ExportOptions};
+use ddpm_exporter::{export_checkpoint, Checkpoint, ExportError, ExportOptions, ExportPrecision};
 
 #[derive(Parser)]
 #[command(name = "exporter", version, about = "Export a DDPM U-Net checkpoint (diffusers layout) to ONNX")]
@@ -57,7 +57,10 @@ fn run(cli: Cli) -> Result<(), ExportError> {
             let c = Checkpoint::open(&ckpt)?;
             let (a, b) = (out.canonicalize().unwrap_or(out.clone()), c.unet.dir.canonicalize().unwrap_or(c.unet.dir.clone()));
             if a == b || a.starts_with(&b) {
-                return Err(ExportError::Usage(format!("--out {}: is the checkpoint's own unet/ folder; write the copy elsewhere", out.display())));
+                return Err(ExportError::Usage(format!(
+                    "--out {}: is the checkpoint's own unet/ folder; write the copy elsewhere",
+                    out.display()
+                )));
             }
             ddpm_models::weights::save_unet_f16(&out, &c.unet.config, &c.unet.weights)?;
             println!("wrote {} (float16 weights)", out.display());
@@ -66,26 +69,44 @@ fn run(cli: Cli) -> Result<(), ExportError> {
         Command::Onnx { ckpt, out, opset, fp16, weights_fp16, no_verify, fused_step } => {
             let checkpoint = Checkpoint::open(&ckpt)?;
             if checkpoint.scheduler_source.is_none() {
-                eprintln!("note: no scheduler/scheduler_config.json next to {}: the DDPM paper's schedule goes into the model", ckpt.display());
+                eprintln!(
+                    "note: no scheduler/scheduler_config.json next to {}: the DDPM paper's schedule goes into the model",
+                    ckpt.display()
+                );
             }
             // fp16 rounding of weights and activations: ~1e-3 relative is expected; of the
             // weights alone, a few 1e-4 (the check runs against the float32 checkpoint).
-            let tol = if fp16 { 2e-2 } else if weights_fp16 { 5e-3 } else { 1e-4 };
-            let report = export_checkpoint(&checkpoint, &out, &ExportOptions { opset, fp16, weights_fp16, fused_step }, (!no_verify).then_some(tol))?;
+            let tol = if fp16 {
+                2e-2
+            } else if weights_fp16 {
+                5e-3
+            } else {
+                1e-4
+            };
+            let precision = if fp16 {
+                ExportPrecision::Fp16
+            } else if weights_fp16 {
+                ExportPrecision::WeightsFp16
+            } else {
+                ExportPrecision::Fp32
+            };
+            let report =
+                export_checkpoint(&checkpoint, &out, &ExportOptions { opset, precision, fused_step }, (!no_verify).then_some(tol))?;
             let verified = match report.max_rel_error {
                 Some(e) => format!("verified: max relative error {e:.2e} vs libtorch (tolerance {tol:.0e})"),
                 None => "not verified (--no-verify)".into(),
             };
+            let precision_note = match precision {
+                ExportPrecision::Fp16 => ", float16",
+                ExportPrecision::WeightsFp16 => ", float16 weights",
+                ExportPrecision::Fp32 => "",
+            };
+            let fused_note = if fused_step { ", fused step" } else { "" };
             println!(
-                "wrote {} ({:.1} MB, {} nodes, opset {opset}{}) in {:.1} s; {verified}",
+                "wrote {} ({:.1} MB, {} nodes, opset {opset}{precision_note}{fused_note}) in {:.1} s; {verified}",
                 out.display(),
                 report.bytes as f64 / 1e6,
                 report.nodes,
-                format!(
-                    "{}{}",
-                    if fp16 { ", float16" } else if weights_fp16 { ", float16 weights" } else { "" },
-                    if fused_step { ", fused step" } else { "" }
-                ),
                 report.seconds
             );
             Ok(())

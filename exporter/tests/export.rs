@@ -85,7 +85,13 @@ fn exported_models_match_diffusers_at_batch_1_and_3_and_pass_the_checker() {
         let per_out = expected.len() / 3;
         let mut err1 = 0.0f32;
         for i in 0..3 {
-            let one = run_onnx(&out, &x[i * per_in..(i + 1) * per_in], &[1, shape[1], shape[2], shape[3]], &t[i..=i], labels.as_ref().map(|l| &l[i..=i]));
+            let one = run_onnx(
+                &out,
+                &x[i * per_in..(i + 1) * per_in],
+                &[1, shape[1], shape[2], shape[3]],
+                &t[i..=i],
+                labels.as_ref().map(|l| &l[i..=i]),
+            );
             err1 = err1.max(rel_error(&one, &expected[i * per_out..(i + 1) * per_out]));
         }
         eprintln!("{case}: ONNX Runtime vs diffusers, relative error batch 1 {err1:.2e}, batch 3 {err3:.2e}");

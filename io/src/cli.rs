@@ -34,7 +34,8 @@ pub fn parse<P: clap::Parser>() -> Result<P, ExitCode> {
 /// Logs to stderr at `default_level` unless RUST_LOG says otherwise; colours only on a
 /// terminal; timestamps only when `with_time`.
 pub fn init_logging(default_level: &str, with_time: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)

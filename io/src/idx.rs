@@ -55,17 +55,18 @@ pub fn parse_idx(bytes: &[u8], rank: usize, path: &Path) -> Result<IdxArray> {
     let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
     let magic = 0x0800 + rank;
     if bytes.len() < header || be(0) != magic {
-        return Err(Error::bad_file(
-            path,
-            format!("not an IDX file of {rank} dimensions (expected magic 0x{magic:08x}, unsigned bytes)"),
-        ));
+        return Err(Error::bad_file(path, format!("not an IDX file of {rank} dimensions (expected magic 0x{magic:08x}, unsigned bytes)")));
     }
     let dims: Vec<usize> = (0..rank).map(|d| be(4 + 4 * d)).collect();
     let expected = bytes_of(&dims, 1);
     if (bytes.len() - header) as u128 != expected {
         return Err(Error::bad_file(
             path,
-            format!("{} bytes of values, expected {} = {expected}", bytes.len() - header, dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" x ")),
+            format!(
+                "{} bytes of values, expected {} = {expected}",
+                bytes.len() - header,
+                dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" x ")
+            ),
         ));
     }
     Ok(IdxArray { dims, data: bytes[header..].to_vec() })

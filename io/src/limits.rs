@@ -3,7 +3,6 @@
 //! config or flag that asks for more than the machine can give is refused with the numbers
 //! instead of aborting in an allocation.
 
-
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};

@@ -33,16 +33,12 @@ pub fn physical_cores() -> usize {
     }
 }
 
-
 /// The CPU's model name (`model name` of /proc/cpuinfo), or "unknown".
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
+            info.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into())
 }
@@ -80,4 +76,3 @@ fn meminfo(key: &str) -> Option<u64> {
 pub fn logical_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
-

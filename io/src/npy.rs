@@ -62,7 +62,6 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<(Vec<f32>, Vec<usize>)> {
     Ok((data, shape))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

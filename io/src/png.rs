@@ -14,7 +14,10 @@ pub fn read_png(path: &Path) -> Result<(Vec<f32>, usize, usize, usize)> {
     decoder.set_transformations(::png::Transformations::EXPAND | ::png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(|e| Error::bad_file(path, format!("not a PNG: {e}")))?;
     let size = reader.output_buffer_size().ok_or_else(|| Error::bad_file(path, "PNG dimensions too large"))?;
-    crate::limits::check_memory(&format!("{}: a PNG of {}x{}", path.display(), reader.info().width, reader.info().height), size as u128 * 5)?;
+    crate::limits::check_memory(
+        &format!("{}: a PNG of {}x{}", path.display(), reader.info().width, reader.info().height),
+        size as u128 * 5,
+    )?;
     let mut buf = vec![0u8; size];
     let info = reader.next_frame(&mut buf).map_err(|e| Error::bad_file(path, format!("corrupt PNG: {e}")))?;
     let (w, h) = (info.width as usize, info.height as usize);
@@ -121,7 +124,6 @@ pub fn write_png_dir(dir: impl AsRef<Path>, data: &[f32], shape: [usize; 4]) -> 
     }
     create_dir_atomically(dir, write_all)
 }
-
 
 #[cfg(test)]
 mod tests {

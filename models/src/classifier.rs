@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use crate::ops::Backend;
-use crate::unet::{conv, linear};
+use crate::unet::{Conv2d, Linear, ParamPath};
 
 /// Widths of the two convolution levels.
 pub const WIDTHS: [usize; 2] = [32, 64];
@@ -22,20 +22,24 @@ impl DigitClassifier {
     pub fn forward<B: Backend>(&self, b: &mut B, x: &B::Tensor) -> Result<(B::Tensor, B::Tensor)> {
         // 1. 28x28 -> 14x14 -> 7x7: a 3x3 convolution and a strided one a level, SiLU
         let [w0, w1] = WIDTHS;
-        let h = conv(b, x, "conv1", self.in_channels, w0, 3, 1, 1)?;
-        let h = b.silu(&h)?;
-        let h = conv(b, &h, "down1", w0, w0, 3, 2, 1)?;
-        let h = b.silu(&h)?;
-        let h = conv(b, &h, "conv2", w0, w1, 3, 1, 1)?;
-        let h = b.silu(&h)?;
-        let h = conv(b, &h, "down2", w1, w1, 3, 2, 1)?;
-        let h = b.silu(&h)?;
+        let root = ParamPath::root();
+        let convs = [
+            Conv2d::same3(&root.pp("conv1"), self.in_channels, w0),
+            Conv2d::new(&root.pp("down1"), w0, w0, 3, 2, 1),
+            Conv2d::same3(&root.pp("conv2"), w0, w1),
+            Conv2d::new(&root.pp("down2"), w1, w1, 3, 2, 1),
+        ];
+        let mut h = x.clone();
+        for conv in &convs {
+            h = conv.forward(b, &h)?;
+            h = b.silu(&h)?;
+        }
         // 2. the 7x7 map keeps the layout a digit is made of: flatten, a hidden layer (the
         // features), the logits
         let h = b.flatten(&h)?;
-        let features = linear(b, &h, "fc1", w1 * 7 * 7, FEATURES)?;
+        let features = Linear::new(&root.pp("fc1"), w1 * 7 * 7, FEATURES).forward(b, &h)?;
         let features = b.silu(&features)?;
-        let logits = linear(b, &features, "fc2", FEATURES, self.classes)?;
+        let logits = Linear::new(&root.pp("fc2"), FEATURES, self.classes).forward(b, &features)?;
         Ok((logits, features))
     }
 

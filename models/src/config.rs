@@ -119,12 +119,7 @@ impl UNetConfig {
         Self {
             sample_size: Some((32, 32)),
             block_out_channels: vec![128, 256, 256, 256],
-            down_block_types: vec![
-                DownBlock::DownBlock2D,
-                DownBlock::AttnDownBlock2D,
-                DownBlock::DownBlock2D,
-                DownBlock::DownBlock2D,
-            ],
+            down_block_types: vec![DownBlock::DownBlock2D, DownBlock::AttnDownBlock2D, DownBlock::DownBlock2D, DownBlock::DownBlock2D],
             up_block_types: vec![UpBlock::UpBlock2D, UpBlock::UpBlock2D, UpBlock::AttnUpBlock2D, UpBlock::UpBlock2D],
             attention_head_dim: None,
             dropout: 0.1,
@@ -262,7 +257,10 @@ impl UNetConfig {
             return err("downsample_padding", format!("found {}, expected 0 or 1", self.downsample_padding));
         }
         if self.down_block_types.len() != n {
-            return err("down_block_types", format!("found {} blocks, expected {n} (one per block_out_channels)", self.down_block_types.len()));
+            return err(
+                "down_block_types",
+                format!("found {} blocks, expected {n} (one per block_out_channels)", self.down_block_types.len()),
+            );
         }
         if self.up_block_types.len() != n {
             return err("up_block_types", format!("found {} blocks, expected {n} (one per block_out_channels)", self.up_block_types.len()));
@@ -285,7 +283,7 @@ impl UNetConfig {
         }
         if let Some(g) = self.attn_norm_num_groups {
             let last = self.block_out_channels[n - 1];
-            if g == 0 || last % g != 0 {
+            if g == 0 || !last.is_multiple_of(g) {
                 return err("attn_norm_num_groups", format!("{g} does not divide the middle block's width {last}"));
             }
         }
@@ -404,7 +402,11 @@ impl From<&UNetConfig> for Keys {
 impl Keys {
     fn resolve(self, file: &str) -> Result<UNetConfig> {
         if let Some(v) = self.class_embed_type {
-            return Err(Error::Config { file: file.into(), key: "class_embed_type".into(), msg: format!("found {v}, only null is supported") });
+            return Err(Error::Config {
+                file: file.into(),
+                key: "class_embed_type".into(),
+                msg: format!("found {v}, only null is supported"),
+            });
         }
         Ok(UNetConfig {
             sample_size: self.sample_size,
@@ -453,11 +455,15 @@ mod sample_size {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<(usize, usize)>, D::Error> {
-        Ok(match Option::<Size>::deserialize(d).map_err(|_| serde::de::Error::custom("expected an integer, a pair [height, width] or null"))? {
-            None => None,
-            Some(Size::Square(s)) => Some((s, s)),
-            Some(Size::Pair([h, w])) => Some((h, w)),
-        })
+        Ok(
+            match Option::<Size>::deserialize(d)
+                .map_err(|_| serde::de::Error::custom("expected an integer, a pair [height, width] or null"))?
+            {
+                None => None,
+                Some(Size::Square(s)) => Some((s, s)),
+                Some(Size::Pair([h, w])) => Some((h, w)),
+            },
+        )
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod classifier;
 pub mod config;
 pub mod error;
+pub mod init;
 pub mod ops;
 pub mod shape;
 #[cfg(feature = "tch")]

@@ -36,7 +36,7 @@ pub trait Backend {
     /// [B, C, H, W] -> [B, H*W, C].
     fn to_tokens(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// [B, H*W, C] -> [B, C, H, W], with B, H, W taken from `like`.
-    fn from_tokens(&mut self, x: &Self::Tensor, like: &Self::Tensor) -> Result<Self::Tensor>;
+    fn tokens_to_image(&mut self, x: &Self::Tensor, like: &Self::Tensor) -> Result<Self::Tensor>;
     /// Multi-head scaled dot-product attention over [B, N, C] (C split into `heads`).
     fn attention(&mut self, q: &Self::Tensor, k: &Self::Tensor, v: &Self::Tensor, heads: usize) -> Result<Self::Tensor>;
     /// diffusers' `get_timestep_embedding`: [B] timesteps -> [B, dim] sinusoids.

@@ -34,7 +34,7 @@ impl Backend for ShapeBackend {
         Ok(vec![x[0], x[1], x[2] + 1, x[3] + 1])
     }
     fn group_norm(&mut self, x: &Vec<usize>, groups: usize, _eps: f64, w: &Vec<usize>, _b: &Vec<usize>) -> Result<Vec<usize>> {
-        if x[1] % groups != 0 || w[0] != x[1] {
+        if !x[1].is_multiple_of(groups) || w[0] != x[1] {
             return err(format!("group_norm: {} channels, {groups} groups, weight {}", x[1], w[0]));
         }
         Ok(x.clone())
@@ -81,11 +81,11 @@ impl Backend for ShapeBackend {
     fn to_tokens(&mut self, x: &Vec<usize>) -> Result<Vec<usize>> {
         Ok(vec![x[0], x[2] * x[3], x[1]])
     }
-    fn from_tokens(&mut self, x: &Vec<usize>, like: &Vec<usize>) -> Result<Vec<usize>> {
+    fn tokens_to_image(&mut self, x: &Vec<usize>, like: &Vec<usize>) -> Result<Vec<usize>> {
         Ok(vec![like[0], x[2], like[2], like[3]])
     }
     fn attention(&mut self, q: &Vec<usize>, _k: &Vec<usize>, _v: &Vec<usize>, heads: usize) -> Result<Vec<usize>> {
-        if heads == 0 || q[2] % heads != 0 {
+        if heads == 0 || !q[2].is_multiple_of(heads) {
             return err(format!("attention: width {} with {heads} heads", q[2]));
         }
         Ok(q.clone())
@@ -120,20 +120,10 @@ pub fn parameter_count(config: &UNetConfig) -> Result<usize> {
     Ok(parameter_list(config)?.iter().map(|(_, s)| s.iter().product::<usize>()).sum())
 }
 
-/// Random weights for a config (uniform in +-1/sqrt(fan-in), from a seed): for timing and
-/// export tests, where what the network computes does not matter.
+/// Freshly initialised weights for a config ([`crate::init::pytorch_default`] from a seed):
+/// for timing and export tests, where what the network computes does not matter.
 pub fn random_weights(config: &UNetConfig, seed: u64) -> Result<crate::weights::Weights> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    Ok(parameter_list(config)?
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let fan_in = shape.iter().skip(1).product::<usize>().max(1) as f32;
-            let data = (0..n).map(|_| rng.random_range(-1.0f32..1.0) / fan_in.sqrt()).collect();
-            (name, crate::weights::Weight { shape, data })
-        })
-        .collect())
+    Ok(crate::init::pytorch_default(&parameter_list(config)?, seed))
 }
 
 #[cfg(test)]

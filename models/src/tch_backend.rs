@@ -1,6 +1,6 @@
 //! The libtorch implementation of [`Backend`], for training and for checking exports.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use tch::{Device, Kind, Tensor};
 
@@ -36,12 +36,7 @@ pub struct TchBackend {
 impl TchBackend {
     /// Parameters from float32 weights, placed on `device`.
     pub fn from_weights(weights: &Weights, device: Device) -> Result<Self> {
-        let mut params = HashMap::new();
-        for (name, w) in weights {
-            let shape: Vec<i64> = w.shape.iter().map(|&s| s as i64).collect();
-            let t = Tensor::f_from_slice(&w.data)?.f_reshape(&shape)?.f_to_device(device)?;
-            params.insert(name.clone(), t);
-        }
+        let params = weights_to_tensors(weights, device, false)?.into_iter().collect();
         Ok(Self { params, train: false, device })
     }
 
@@ -52,15 +47,32 @@ impl TchBackend {
 
     /// Copies the parameters back into float32 weights.
     pub fn to_weights(&self) -> Result<Weights> {
-        let mut out = Weights::new();
-        for (name, t) in &self.params {
-            let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
-            let flat = t.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?.f_flatten(0, -1)?;
-            let data = Vec::<f32>::try_from(&flat)?;
-            out.insert(name.clone(), Weight { shape, data });
-        }
-        Ok(out)
+        tensors_to_weights(&self.params)
     }
+}
+
+/// Float32 weights as libtorch tensors on `device` (leaves that require a gradient when
+/// `requires_grad`): the one conversion from [`Weights`] to tch.
+pub fn weights_to_tensors(weights: &Weights, device: Device, requires_grad: bool) -> Result<BTreeMap<String, Tensor>> {
+    let mut out = BTreeMap::new();
+    for (name, w) in weights {
+        let shape: Vec<i64> = w.shape.iter().map(|&s| s as i64).collect();
+        let t = Tensor::f_from_slice(&w.data)?.f_reshape(&shape)?.f_to_device(device)?.set_requires_grad(requires_grad);
+        out.insert(name.clone(), t);
+    }
+    Ok(out)
+}
+
+/// libtorch tensors (any float kind, any device) as float32 [`Weights`]: the one conversion
+/// from tch.
+pub fn tensors_to_weights<'a>(tensors: impl IntoIterator<Item = (&'a String, &'a Tensor)>) -> Result<Weights> {
+    let mut out = Weights::new();
+    for (name, t) in tensors {
+        let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
+        let flat = t.f_detach()?.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?.f_flatten(0, -1)?;
+        out.insert(name.clone(), Weight { shape, data: Vec::<f32>::try_from(&flat)? });
+    }
+    Ok(out)
 }
 
 impl Backend for TchBackend {
@@ -121,7 +133,7 @@ impl Backend for TchBackend {
     fn to_tokens(&mut self, x: &TchTensor) -> Result<TchTensor> {
         Ok(TchTensor(x.f_flatten(2, 3)?.f_transpose(1, 2)?))
     }
-    fn from_tokens(&mut self, x: &TchTensor, like: &TchTensor) -> Result<TchTensor> {
+    fn tokens_to_image(&mut self, x: &TchTensor, like: &TchTensor) -> Result<TchTensor> {
         let s = like.size();
         let c = x.size()[2];
         Ok(TchTensor(x.f_transpose(1, 2)?.f_reshape([s[0], c, s[2], s[3]])?))

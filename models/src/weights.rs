@@ -64,7 +64,8 @@ fn read_weights_file(path: &Path) -> Result<Vec<u8>> {
 pub fn load_weights(path: &Path, config: &UNetConfig) -> Result<Weights> {
     let file = path.display().to_string();
     let bytes = read_weights_file(path)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::bad_file(path, format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::bad_file(path, format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
     let mut found: BTreeMap<String, TensorView<'_>> = BTreeMap::new();
     for (name, view) in st.tensors() {
         found.insert(modern_name(&name), view);
@@ -90,11 +91,7 @@ pub fn load_weights(path: &Path, config: &UNetConfig) -> Result<Weights> {
         weights.insert(name, Weight { shape, data });
     }
     if let Some((name, view)) = found.into_iter().next() {
-        return Err(Error::Weight {
-            file,
-            name,
-            msg: format!("unexpected (shape {:?}): not a parameter of this config", view.shape()),
-        });
+        return Err(Error::Weight { file, name, msg: format!("unexpected (shape {:?}): not a parameter of this config", view.shape()) });
     }
     Ok(weights)
 }
@@ -133,7 +130,7 @@ impl UNetCheckpoint {
     pub fn save(dir: &Path, config: &UNetConfig, weights: &Weights) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let text = serde_json::to_string_pretty(&config.to_json()).map_err(|e| Error::Backend(e.to_string()))?;
-        ddpm_io::files::write_atomically(&dir.join(CONFIG_FILE), |w| w.write_all(text.as_bytes()))?;
+        ddpm_io::files::write_atomically(dir.join(CONFIG_FILE), |w| w.write_all(text.as_bytes()))?;
         write_safetensors(&dir.join(WEIGHTS_FILE), weights)
     }
 }
@@ -148,7 +145,7 @@ pub fn write_safetensors(path: &Path, weights: &Weights) -> Result<()> {
 pub fn save_unet_f16(dir: &Path, config: &UNetConfig, weights: &Weights) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let text = serde_json::to_string_pretty(&config.to_json()).map_err(|e| Error::Backend(e.to_string()))?;
-    ddpm_io::files::write_atomically(&dir.join(CONFIG_FILE), |w| w.write_all(text.as_bytes()))?;
+    ddpm_io::files::write_atomically(dir.join(CONFIG_FILE), |w| w.write_all(text.as_bytes()))?;
     let bytes = serialize(weights, true)?;
     Ok(ddpm_io::files::write_atomically(dir.join(WEIGHTS_FILE), |w| w.write_all(&bytes))?)
 }
@@ -181,12 +178,16 @@ fn serialize(weights: &Weights, f16: bool) -> Result<Vec<u8>> {
 /// Reads every tensor of a safetensors file as float32, with no config to check against.
 pub fn read_safetensors(path: &Path) -> Result<Weights> {
     let bytes = read_weights_file(path)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::bad_file(path, format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::bad_file(path, format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
     let mut out = Weights::new();
     for (name, view) in st.tensors() {
-        let data = to_f32(&view).ok_or_else(|| Error::Weight { file: path.display().to_string(), name: name.clone(), msg: "not a float tensor".into() })?;
+        let data = to_f32(&view).ok_or_else(|| Error::Weight {
+            file: path.display().to_string(),
+            name: name.clone(),
+            msg: "not a float tensor".into(),
+        })?;
         out.insert(name, Weight { shape: view.shape().to_vec(), data });
     }
     Ok(out)
 }
-

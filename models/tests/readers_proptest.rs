@@ -9,9 +9,6 @@ use proptest::prelude::*;
 mod mutate;
 use mutate::{cases, mutate, mutation};
 
-
-
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
 

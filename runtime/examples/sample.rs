@@ -12,12 +12,7 @@ fn main() -> ddpm_runtime::Result<()> {
 
     let mut model = OnnxDenoiser::builder().from_file(&model_path)?;
     let config = model.scheduler_config(); // from the model's metadata
-    let samples = Pipeline::new(&mut model, config)
-        .sampler(SamplerKind::DpmSolverPP)
-        .steps(20)
-        .n(16)
-        .seed(42)
-        .run()?;
+    let samples = Pipeline::new(&mut model, config).sampler(SamplerKind::DpmSolverPP).steps(20).n(16).seed(42).run()?;
     ddpm_io::png::write_png_grid(&out, &samples.data, samples.shape)?;
     println!("wrote {out}");
     Ok(())

@@ -140,12 +140,11 @@ fn inert_key(key: &str, value: &Value) -> Option<bool> {
     let ok = match key {
         "algorithm_type" => value == "dpmsolver++",
         "solver_type" => value == "midpoint",
-        "euler_at_final" | "use_karras_sigmas" | "use_exponential_sigmas" | "use_beta_sigmas"
-        | "use_lu_lambdas" | "use_flow_sigmas" => value == false,
-        "final_sigmas_type" => value == "zero",
-        "lambda_min_clipped" => {
-            value.is_null() || value == "-Infinity" || value.as_f64().is_some_and(|v| v == f64::NEG_INFINITY)
+        "euler_at_final" | "use_karras_sigmas" | "use_exponential_sigmas" | "use_beta_sigmas" | "use_lu_lambdas" | "use_flow_sigmas" => {
+            value == false
         }
+        "final_sigmas_type" => value == "zero",
+        "lambda_min_clipped" => value.is_null() || value == "-Infinity" || value.as_f64().is_some_and(|v| v == f64::NEG_INFINITY),
         // Used by diffusers only when use_flow_sigmas is true, or as a label.
         "flow_shift" | "timestep_type" | "shift_terminal" => true,
         _ => return None,

@@ -57,14 +57,7 @@ pub trait Denoiser {
     /// caller reuses across steps. The default calls `predict` and copies; backends that can
     /// write in place (the ONNX Runtime one) override it, so that a chain allocates nothing
     /// per step.
-    fn predict_into(
-        &mut self,
-        sample: &[f32],
-        batch: usize,
-        t: i64,
-        class_labels: Option<&[i64]>,
-        out: &mut [f32],
-    ) -> Result<()> {
+    fn predict_into(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>, out: &mut [f32]) -> Result<()> {
         let v = self.predict(sample, batch, t, class_labels)?;
         if v.len() != out.len() {
             return Err(crate::error::Error::Shape {

@@ -17,11 +17,10 @@
 //! ```
 #![warn(clippy::unwrap_used)]
 
-
-mod names;
 pub mod config;
 pub mod denoiser;
 pub mod error;
+mod names;
 pub mod noise;
 #[cfg(feature = "onnx")]
 pub mod onnx;
@@ -34,6 +33,8 @@ pub mod spacing;
 pub mod sys;
 
 pub use config::{BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing, VarianceType};
+/// Memory and thread limits every request is checked against (from `ddpm-io`).
+pub use ddpm_io::limits;
 pub use denoiser::{Denoiser, FusedDenoiser, FusedInput, GaussianDenoiser, ModelShape};
 pub use error::{Error, Result};
 #[cfg(feature = "onnx")]
@@ -42,5 +43,3 @@ pub use pipeline::{ClassLabels, Pipeline, Plan, Progress, Samples};
 pub use sampler::{Sampler, SamplerKind, SamplerOptions};
 pub use schedule::Schedule;
 pub use sys::CpuFeatures;
-/// Memory and thread limits every request is checked against (from `ddpm-io`).
-pub use ddpm_io::limits;

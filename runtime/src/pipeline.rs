@@ -201,10 +201,7 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
                     return Err(Error::Shape {
                         name: "initial noise".into(),
                         found: format!("{} values", noise.len()),
-                        expected: format!(
-                            "a multiple of C*H*W = {}*{}*{}",
-                            shape.channels, shape.height, shape.width
-                        ),
+                        expected: format!("a multiple of C*H*W = {}*{}*{}", shape.channels, shape.height, shape.width),
                     });
                 }
                 Ok(noise.len() / shape.sample_len())
@@ -228,9 +225,7 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
             }
         };
         let labels = match &self.labels {
-            ClassLabels::Uniform => {
-                (0..n).map(|i| label_rng(self.seed, i as u64).random_range(0..classes as i64)).collect()
-            }
+            ClassLabels::Uniform => (0..n).map(|i| label_rng(self.seed, i as u64).random_range(0..classes as i64)).collect(),
             ClassLabels::Fixed(l) => vec![check(*l)?; n],
             ClassLabels::PerSample(v) => {
                 if v.len() != n {
@@ -315,8 +310,7 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
             let mut x0 = vec![0.0f32; b * per];
             let mut out = vec![0.0f32; b * shape.out_channels * shape.pixels()];
             let mut prev = if fused { vec![0.0f32; b * per] } else { Vec::new() };
-            let layout =
-                Layout { batch: b, channels: shape.channels, out_channels: shape.out_channels, pixels: shape.pixels() };
+            let layout = Layout { batch: b, channels: shape.channels, out_channels: shape.out_channels, pixels: shape.pixels() };
             for (i, &t) in timesteps.iter().enumerate() {
                 let record = self.trajectory_every.is_some_and(|e| i % e == 0 || i + 1 == timesteps.len());
                 let noise = if sampler.needs_noise(i) {

@@ -23,7 +23,10 @@ pub enum X0Clamp {
     /// clip_sample: clamp to [-range, range].
     Clip(f64),
     /// Dynamic thresholding at this quantile of |x_0|, s clamped to [1, sample_max_value].
-    Threshold { ratio: f64, max: f64 },
+    Threshold {
+        ratio: f64,
+        max: f64,
+    },
 }
 
 impl X0Clamp {
@@ -31,10 +34,7 @@ impl X0Clamp {
     /// clip_sample; thresholding wins over clipping, as in diffusers).
     pub fn from_config(config: &SchedulerConfig, clip_default: bool) -> Self {
         if config.thresholding.unwrap_or(false) {
-            X0Clamp::Threshold {
-                ratio: config.dynamic_thresholding_ratio.unwrap_or(0.995),
-                max: config.sample_max_value.unwrap_or(1.0),
-            }
+            X0Clamp::Threshold { ratio: config.dynamic_thresholding_ratio.unwrap_or(0.995), max: config.sample_max_value.unwrap_or(1.0) }
         } else if config.clip_sample.unwrap_or(clip_default) {
             X0Clamp::Clip(config.clip_sample_range.unwrap_or(1.0))
         } else {

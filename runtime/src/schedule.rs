@@ -34,9 +34,7 @@ pub(crate) fn betas(kind: BetaSchedule, start: f64, end: f64, n: usize) -> Vec<f
         BetaSchedule::Linear => linspace(start, end, n),
         BetaSchedule::ScaledLinear => linspace(start.sqrt(), end.sqrt(), n).into_iter().map(|b| b * b).collect(),
         BetaSchedule::SquaredcosCapV2 => betas_for_cosine_alpha_bar(n, 0.999),
-        BetaSchedule::Sigmoid => {
-            linspace(-6.0, 6.0, n).into_iter().map(|x| 1.0 / (1.0 + (-x).exp()) * (end - start) + start).collect()
-        }
+        BetaSchedule::Sigmoid => linspace(-6.0, 6.0, n).into_iter().map(|x| 1.0 / (1.0 + (-x).exp()) * (end - start) + start).collect(),
     }
 }
 
@@ -129,10 +127,7 @@ impl Schedule {
     /// Checks that `t` is a training timestep.
     pub fn check_timestep(&self, t: i64) -> Result<()> {
         if t < 0 || t as usize >= self.betas.len() {
-            return Err(Error::InvalidArgument(format!(
-                "timestep {t} is outside the training range 0..{}",
-                self.betas.len()
-            )));
+            return Err(Error::InvalidArgument(format!("timestep {t} is outside the training range 0..{}", self.betas.len())));
         }
         Ok(())
     }
@@ -192,13 +187,7 @@ impl Schedule {
     }
 
     /// The regression target of L_simple for a prediction type: the noise, the velocity or x_0.
-    pub fn training_target(
-        &self,
-        prediction: PredictionType,
-        x0: &[f32],
-        noise: &[f32],
-        t: &[i64],
-    ) -> Result<Vec<f32>> {
+    pub fn training_target(&self, prediction: PredictionType, x0: &[f32], noise: &[f32], t: &[i64]) -> Result<Vec<f32>> {
         match prediction {
             PredictionType::Epsilon => Ok(noise.to_vec()),
             PredictionType::Sample => Ok(x0.to_vec()),
@@ -206,14 +195,7 @@ impl Schedule {
         }
     }
 
-    fn per_item(
-        &self,
-        a: &[f32],
-        b: &[f32],
-        t: &[i64],
-        b_name: &str,
-        f: impl Fn(f64, f64, f64) -> f64,
-    ) -> Result<Vec<f32>> {
+    fn per_item(&self, a: &[f32], b: &[f32], t: &[i64], b_name: &str, f: impl Fn(f64, f64, f64) -> f64) -> Result<Vec<f32>> {
         if a.len() != b.len() {
             return Err(Error::Shape {
                 name: b_name.into(),
@@ -221,7 +203,7 @@ impl Schedule {
                 expected: format!("{} values (as x0)", a.len()),
             });
         }
-        if t.is_empty() || a.len() % t.len() != 0 {
+        if t.is_empty() || !a.len().is_multiple_of(t.len()) {
             return Err(Error::Shape {
                 name: "timesteps".into(),
                 found: format!("{} values", t.len()),
@@ -247,19 +229,15 @@ mod tests {
 
     #[test]
     fn cosine_schedule_is_not_all_zero() {
-        let s = Schedule::from_config(&SchedulerConfig {
-            beta_schedule: Some(BetaSchedule::SquaredcosCapV2),
-            ..Default::default()
-        })
-        .unwrap();
+        let s =
+            Schedule::from_config(&SchedulerConfig { beta_schedule: Some(BetaSchedule::SquaredcosCapV2), ..Default::default() }).unwrap();
         assert!(s.betas()[0] > 0.0 && s.betas()[0] < 1e-4, "{}", s.betas()[0]);
         assert!((s.betas()[999] - 0.999).abs() < 1e-12);
     }
 
     #[test]
     fn zero_snr_ends_at_zero() {
-        let s = Schedule::from_config(&SchedulerConfig { rescale_betas_zero_snr: Some(true), ..Default::default() })
-            .unwrap();
+        let s = Schedule::from_config(&SchedulerConfig { rescale_betas_zero_snr: Some(true), ..Default::default() }).unwrap();
         assert_eq!(*s.alphas_cumprod().last().unwrap(), 0.0);
         let plain = Schedule::from_config(&SchedulerConfig::default()).unwrap();
         assert!((s.alphas_cumprod()[0] - plain.alphas_cumprod()[0]).abs() < 1e-12);

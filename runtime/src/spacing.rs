@@ -9,9 +9,7 @@ fn check(steps: usize, num_train_timesteps: usize) -> Result<()> {
         return Err(Error::InvalidArgument("steps: found 0, expected at least 1".into()));
     }
     if steps > num_train_timesteps {
-        return Err(Error::InvalidArgument(format!(
-            "steps: found {steps}, expected at most num_train_timesteps = {num_train_timesteps}"
-        )));
+        return Err(Error::InvalidArgument(format!("steps: found {steps}, expected at most num_train_timesteps = {num_train_timesteps}")));
     }
     Ok(())
 }
@@ -38,12 +36,7 @@ fn numpy_linspace_at(start: f64, stop: f64, num: usize, i: usize) -> f64 {
 }
 
 /// Timesteps of DDPMScheduler / DDIMScheduler for `steps` inference steps.
-pub fn ddpm_timesteps(
-    spacing: TimestepSpacing,
-    num_train_timesteps: usize,
-    steps: usize,
-    steps_offset: i64,
-) -> Result<Vec<i64>> {
+pub fn ddpm_timesteps(spacing: TimestepSpacing, num_train_timesteps: usize, steps: usize, steps_offset: i64) -> Result<Vec<i64>> {
     check(steps, num_train_timesteps)?;
     let t_count = num_train_timesteps as f64;
     let ts: Vec<i64> = match spacing {
@@ -66,12 +59,7 @@ pub fn ddpm_timesteps(
 }
 
 /// Timesteps of DPMSolverMultistepScheduler (it spaces S + 1 points and drops the last).
-pub fn dpm_solver_timesteps(
-    spacing: TimestepSpacing,
-    num_train_timesteps: usize,
-    steps: usize,
-    steps_offset: i64,
-) -> Result<Vec<i64>> {
+pub fn dpm_solver_timesteps(spacing: TimestepSpacing, num_train_timesteps: usize, steps: usize, steps_offset: i64) -> Result<Vec<i64>> {
     check(steps, num_train_timesteps)?;
     let t_count = num_train_timesteps as f64;
     let ts: Vec<i64> = match spacing {

@@ -27,8 +27,7 @@ pub struct CpuFeatures {
 
 /// The feature names used in messages, `runtime info` and `DDPM_RS_CPU_MASK` (as the Linux
 /// kernel spells them in /proc/cpuinfo).
-pub const CPU_FEATURE_NAMES: [&str; 8] =
-    ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8"];
+pub const CPU_FEATURE_NAMES: [&str; 8] = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8"];
 
 impl CpuFeatures {
     /// The features of this machine (cached), less those masked by `DDPM_RS_CPU_MASK`.
@@ -40,7 +39,9 @@ impl CpuFeatures {
     fn detect(mask: Option<&str>) -> CpuFeatures {
         let flags = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|info| info.lines().find(|l| l.starts_with("flags")).map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>()))
+            .and_then(|info| {
+                info.lines().find(|l| l.starts_with("flags")).map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+            })
             .unwrap_or_default();
         let kernel = |name: &str| flags.iter().any(|f| f == name);
         let mut found = [false; 8];
@@ -132,10 +133,8 @@ mod tests {
         assert!(!masked.avx512f && !masked.avx512_bf16 && !masked.avx512_vnni && !masked.amx_bf16 && !masked.amx_int8);
         assert!(!masked.has_bf16());
         assert_eq!(masked.avx2, all.avx2, "avx2 is not masked by avx512,amx");
-        let hidden_expected: Vec<&str> = ["avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"]
-            .into_iter()
-            .filter(|n| all.present().contains(n))
-            .collect();
+        let hidden_expected: Vec<&str> =
+            ["avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"].into_iter().filter(|n| all.present().contains(n)).collect();
         let mut got = masked.masked.clone();
         got.sort();
         let mut want = hidden_expected.clone();

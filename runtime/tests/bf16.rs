@@ -24,7 +24,12 @@ fn bf16_runs_in_reduced_precision_or_is_refused() {
     let path = model_path();
     if !cpu.has_bf16() {
         eprintln!("branch: no bf16 arithmetic on this CPU ({}): bf16 must be refused", cpu.summary());
-        let err = OnnxDenoiser::builder().precision(Precision::Bf16).intra_threads(2).from_file(&path).err().expect("bf16 was accepted on a CPU without bf16 arithmetic");
+        let err = OnnxDenoiser::builder()
+            .precision(Precision::Bf16)
+            .intra_threads(2)
+            .from_file(&path)
+            .err()
+            .expect("bf16 was accepted on a CPU without bf16 arithmetic");
         assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
         assert!(err.is_bad_input());
         let msg = err.to_string();

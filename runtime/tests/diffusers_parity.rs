@@ -61,11 +61,8 @@ fn every_spacing_matches_diffusers() {
     assert!(cases.len() > 100, "only {} spacing cases", cases.len());
     for case in cases {
         let spacing: TimestepSpacing = case["spacing"].as_str().unwrap().parse().unwrap();
-        let (t, steps, offset) = (
-            case["T"].as_u64().unwrap() as usize,
-            case["steps"].as_u64().unwrap() as usize,
-            case["steps_offset"].as_i64().unwrap(),
-        );
+        let (t, steps, offset) =
+            (case["T"].as_u64().unwrap() as usize, case["steps"].as_u64().unwrap() as usize, case["steps_offset"].as_i64().unwrap());
         let ours = match case["sampler"].as_str().unwrap() {
             "dpm" => dpm_solver_timesteps(spacing, t, steps, offset),
             _ => ddpm_timesteps(spacing, t, steps, offset),

@@ -85,6 +85,10 @@ fn fit_then_export_then_sample() {
                 }
             }
         }
-        assert_eq!(left_minus_right > top_minus_bottom, left_brighter, "label {label}: left-right {left_minus_right}, top-bottom {top_minus_bottom}");
+        assert_eq!(
+            left_minus_right > top_minus_bottom,
+            left_brighter,
+            "label {label}: left-right {left_minus_right}, top-bottom {top_minus_bottom}"
+        );
     }
 }

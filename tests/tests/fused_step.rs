@@ -29,7 +29,9 @@ fn fused_chains_match_the_unfused_ones() {
     let a = fused.predict(&x, 2, 321, Some(&[1, 4])).unwrap();
     let b = plain.predict(&x, 2, 321, Some(&[1, 4])).unwrap();
     assert_eq!(a, b);
-    for (kind, steps, eta) in [(SamplerKind::Ddim, 20, 0.0), (SamplerKind::Ddim, 20, 1.0), (SamplerKind::Ddpm, 30, 0.0), (SamplerKind::DpmSolverPP, 10, 0.0)] {
+    for (kind, steps, eta) in
+        [(SamplerKind::Ddim, 20, 0.0), (SamplerKind::Ddim, 20, 1.0), (SamplerKind::Ddpm, 30, 0.0), (SamplerKind::DpmSolverPP, 10, 0.0)]
+    {
         let run = |m: &mut OnnxDenoiser, fused_step: bool| {
             Pipeline::new(m, config.clone())
                 .sampler(kind)

@@ -3,9 +3,7 @@
 //! N(mean, std^2). Run as a Rust `Denoiser` and as a .onnx file through ONNX Runtime
 //! (tests/fixtures/onnx, made by python/make_onnx_fixtures.py).
 
-use ddpm_runtime::{
-    ClassLabels, Denoiser, GaussianDenoiser, ModelShape, OnnxDenoiser, Pipeline, SamplerKind, Schedule, SchedulerConfig,
-};
+use ddpm_runtime::{ClassLabels, Denoiser, GaussianDenoiser, ModelShape, OnnxDenoiser, Pipeline, SamplerKind, Schedule, SchedulerConfig};
 
 const MEAN: f64 = 0.5;
 const STD: f64 = 0.2;
@@ -98,12 +96,7 @@ fn class_labels_reach_the_model() {
     let mut model = OnnxDenoiser::builder().intra_threads(1).from_file(fixture("gaussian_classes.onnx")).unwrap();
     assert_eq!(model.shape().num_classes, Some(3));
     for (k, mean) in [(0, -0.5), (2, 0.5)] {
-        let s = Pipeline::new(&mut model, no_clip())
-            .sampler(SamplerKind::Ddim)
-            .n(32)
-            .class_labels(ClassLabels::Fixed(k))
-            .run()
-            .unwrap();
+        let s = Pipeline::new(&mut model, no_clip()).sampler(SamplerKind::Ddim).n(32).class_labels(ClassLabels::Fixed(k)).run().unwrap();
         let (m, _) = moments(&s.data);
         assert!((m - mean).abs() < 0.02, "class {k}: mean {m}, expected {mean}");
     }

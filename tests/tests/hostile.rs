@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use ddpm_exporter::onnx::model::value_info as vi;
 use ddpm_exporter::onnx::proto::{
-    tensor_proto::DataType, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
-    TensorProto, ValueInfoProto,
+    tensor_proto::DataType, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+    ValueInfoProto,
 };
 use ddpm_exporter::onnx::{attr_int, attr_ints, float_tensor, int64_tensor as ints};
 use ddpm_io::npy::write_npy;
@@ -216,18 +216,15 @@ fn write_model(path: &Path, g: Graph) -> String {
             output: g.outputs,
             ..Default::default()
         }),
-        metadata_props: g
-            .meta
-            .into_iter()
-            .map(|(k, v)| StringStringEntryProto { key: Some(k.into()), value: Some(v) })
-            .collect(),
+        metadata_props: g.meta.into_iter().map(|(k, v)| StringStringEntryProto { key: Some(k.into()), value: Some(v) }).collect(),
         ..Default::default()
     };
     std::fs::write(path, model.encode_to_vec()).unwrap();
     path.to_string_lossy().into_owned()
 }
 
-const SCHED: &str = r#"{"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear", "clip_sample": false}"#;
+const SCHED: &str =
+    r#"{"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear", "clip_sample": false}"#;
 
 /// sample [batch, 1, 8, 8] -> noise_pred = sample * 0.1 (a valid model), with this metadata.
 fn denoiser(path: &Path, sample: &[i64], meta: Vec<(&'static str, String)>) -> String {
@@ -417,7 +414,12 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
         Graph {
             inputs: vec![vi("sample", DataType::Float, &dims(&[-1, 1, 8, 8])), vi("timestep", DataType::Int64, &[None])],
             outputs: vec![vi("noise_pred", DataType::Float, &dims(&[-1, 1, 8, 8]))],
-            nodes: vec![node("AveragePool", &["sample"], &["noise_pred"], vec![attr_ints("kernel_shape", &[2, 2]), attr_ints("strides", &[2, 2])])],
+            nodes: vec![node(
+                "AveragePool",
+                &["sample"],
+                &["noise_pred"],
+                vec![attr_ints("kernel_shape", &[2, 2]), attr_ints("strides", &[2, 2])],
+            )],
             inits: vec![],
             meta: sched_meta(SCHED),
         },
@@ -481,7 +483,8 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
         let m = denoiser(&dir.join(format!("meta_{name}.onnx")), &[-1, 1, 8, 8], sched_meta(&text));
         with_model(&m, &[], needle);
     }
-    let bad_unet_meta = denoiser(&dir.join("unet_meta.onnx"), &[-1, 1, 8, 8], vec![("scheduler_config", SCHED.into()), ("unet_config", "{oops".into())]);
+    let bad_unet_meta =
+        denoiser(&dir.join("unet_meta.onnx"), &[-1, 1, 8, 8], vec![("scheduler_config", SCHED.into()), ("unet_config", "{oops".into())]);
     with_model(&bad_unet_meta, &[], "unet_config");
 
     // Flags.
@@ -532,7 +535,7 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
     let liar = s(&dir.join("liar.npy"));
     {
         let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1, 1000, 1000), }".to_string();
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');
@@ -601,8 +604,15 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
         vec![floats("k", &[], &[f32::NAN])],
         &[None, Some(64)],
     );
-    let scalar_features = extractor("scalar_features.onnx", 8, vec![node("ReduceSum", &["images"], &["features"], vec![attr_int("keepdims", 0)])], vec![], &[]);
-    let wide_features = extractor("wide_features.onnx", 224, vec![node("Flatten", &["images"], &["features"], vec![])], vec![], &[None, Some(50176)]);
+    let scalar_features = extractor(
+        "scalar_features.onnx",
+        8,
+        vec![node("ReduceSum", &["images"], &["features"], vec![attr_int("keepdims", 0)])],
+        vec![],
+        &[],
+    );
+    let wide_features =
+        extractor("wide_features.onnx", 224, vec![node("Flatten", &["images"], &["features"], vec![])], vec![], &[None, Some(50176)]);
     let ev = |extra: &[&str], needle: &str| {
         let mut args = vec!["eval"];
         args.extend_from_slice(extra);
@@ -911,7 +921,13 @@ fn trainer_holds_the_contract_against_hostile_input() {
         let args = vec!["fit", "--data", p.as_str(), "--out", fresh_s.as_str(), "--config", cfg_s.as_str(), "--threads", "1"];
         cases.push(case("trainer", &args, "no usable image").keep(&fresh));
     }
-    for (p, needle) in [(s(&empty_dir), "empty"), (s(&corrupt), "corrupt-images-idx3-ubyte"), (s(&huge), "huge-images-idx3-ubyte"), (data_fifo, "fifo-images-idx3-ubyte"), ("/no/such/data".into(), "/no/such/data")] {
+    for (p, needle) in [
+        (s(&empty_dir), "empty"),
+        (s(&corrupt), "corrupt-images-idx3-ubyte"),
+        (s(&huge), "huge-images-idx3-ubyte"),
+        (data_fifo, "fifo-images-idx3-ubyte"),
+        ("/no/such/data".into(), "/no/such/data"),
+    ] {
         let args = vec!["fit", "--data", p.as_str(), "--out", fresh_s.as_str(), "--config", cfg_s.as_str(), "--threads", "1"];
         cases.push(case("trainer", &args, needle).keep(&fresh));
     }

@@ -1,7 +1,6 @@
 //! `trainer classifier`: the digit classifier that `runtime eval` uses as its feature
 //! extractor, trained with libtorch and exported to ONNX (checked against libtorch).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use ddpm_models::classifier::DigitClassifier;
@@ -15,24 +14,6 @@ use tch::{Device, Kind, Tensor};
 use crate::data::Dataset;
 use crate::error::{Result, TrainError};
 use crate::optim::AdamW;
-
-fn init(params: Vec<(String, Vec<usize>)>, seed: u64) -> Weights {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let fan: BTreeMap<String, usize> = params
-        .iter()
-        .filter(|(n, _)| n.ends_with(".weight"))
-        .map(|(n, s)| (n.trim_end_matches(".weight").to_string(), s[1..].iter().product::<usize>()))
-        .collect();
-    params
-        .into_iter()
-        .map(|(name, shape)| {
-            let module = name.rsplit_once('.').map_or(name.as_str(), |(m, _)| m);
-            let bound = 1.0 / (fan.get(module).copied().unwrap_or(1).max(1) as f32).sqrt();
-            let data = (0..shape.iter().product::<usize>()).map(|_| rng.random_range(-bound..bound)).collect();
-            (name, Weight { shape, data })
-        })
-        .collect()
-}
 
 fn batch_tensor(data: &Dataset, idx: &[usize], device: Device) -> Result<Tensor> {
     shifted_batch(data, idx, &[], device)
@@ -92,14 +73,8 @@ pub fn accuracy(clf: &DigitClassifier, weights: &Weights, data: &Dataset) -> Res
 pub fn train(data: &Dataset, classes: usize, epochs: usize, seed: u64) -> Result<(DigitClassifier, Weights)> {
     let labels = data.labels.as_ref().ok_or_else(|| TrainError::Usage(format!("{}: the classifier needs labels", data.source)))?;
     let clf = DigitClassifier { in_channels: data.channels, classes };
-    let weights = init(clf.parameter_list()?, seed);
-    let params: BTreeMap<String, Tensor> = weights
-        .iter()
-        .map(|(n, w)| {
-            let shape: Vec<i64> = w.shape.iter().map(|&s| s as i64).collect();
-            Ok((n.clone(), Tensor::f_from_slice(&w.data)?.f_reshape(&shape)?.set_requires_grad(true)))
-        })
-        .collect::<Result<_>>()?;
+    let weights = ddpm_models::init::pytorch_default(&clf.parameter_list()?, seed);
+    let params = ddpm_models::tch_backend::weights_to_tensors(&weights, Device::Cpu, true)?;
     let mut opt = AdamW::new(&params, 0.0)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc1a5);
     let batch = 128;

@@ -2,7 +2,6 @@
 //! recursively; sub-folder names as class labels), MNIST IDX files (plain or .gz, labels
 //! beside them when present) or CIFAR-10 binary batches.
 
-
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, TrainError};
@@ -54,7 +53,9 @@ fn bad(path: &Path, msg: impl Into<String>) -> TrainError {
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let (limit, _) = ddpm_io::limits::memory_limit();
     ddpm_io::idx::read_maybe_gz(path, limit / 4, "training data").map_err(|e| match e {
-        ddpm_io::Error::TooLarge(_) => bad(path, format!("decompresses to more than {} (a quarter of the memory limit)", ddpm_io::limits::human(limit / 4))),
+        ddpm_io::Error::TooLarge(_) => {
+            bad(path, format!("decompresses to more than {} (a quarter of the memory limit)", ddpm_io::limits::human(limit / 4)))
+        }
         other => bad(path, strip_path(&other.to_string(), path)),
     })
 }
@@ -89,7 +90,17 @@ fn load_idx(path: &Path) -> Result<Dataset> {
         }
         None => None,
     };
-    Ok(Dataset { pixels: images.data, labels, class_names: vec![], n, channels: 1, height: h, width: w, skipped: 0, source: path.display().to_string() })
+    Ok(Dataset {
+        pixels: images.data,
+        labels,
+        class_names: vec![],
+        n,
+        channels: 1,
+        height: h,
+        width: w,
+        skipped: 0,
+        source: path.display().to_string(),
+    })
 }
 
 fn load_cifar(files: &[PathBuf]) -> Result<Dataset> {
@@ -145,7 +156,9 @@ fn collect_images_in(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut std::collect
         let Ok(meta) = std::fs::metadata(&p) else { continue };
         if meta.is_dir() {
             collect_images_in(&p, out, seen, depth + 1)?;
-        } else if meta.is_file() && matches!(p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(), Some("png" | "jpg" | "jpeg")) {
+        } else if meta.is_file()
+            && matches!(p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(), Some("png" | "jpg" | "jpeg"))
+        {
             out.push(p);
         }
     }
@@ -199,7 +212,12 @@ fn load_folder(dir: &Path, channels: usize, size: (usize, usize), strict: bool) 
             Ok(img) => {
                 pixels.extend(resize_crop(img, size, channels));
                 if all_in_classes {
-                    let first = f.strip_prefix(dir).ok().and_then(|r| r.components().next()).map(|c| c.as_os_str().to_string_lossy().to_string()).unwrap_or_default();
+                    let first = f
+                        .strip_prefix(dir)
+                        .ok()
+                        .and_then(|r| r.components().next())
+                        .map(|c| c.as_os_str().to_string_lossy().to_string())
+                        .unwrap_or_default();
                     labels.push(class_names.iter().position(|c| *c == first).unwrap_or(0) as i64);
                 }
             }
@@ -234,16 +252,23 @@ pub fn load(path: &Path, channels: usize, size: (usize, usize), strict: bool) ->
         if is_idx(path) {
             load_idx(path)?
         } else {
-            return Err(bad(path, "expected an MNIST IDX images file (…idx3-ubyte[.gz]), a folder of images, or a folder of CIFAR-10 .bin batches"));
+            return Err(bad(
+                path,
+                "expected an MNIST IDX images file (…idx3-ubyte[.gz]), a folder of images, or a folder of CIFAR-10 .bin batches",
+            ));
         }
     } else {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path).map_err(|e| bad(path, e.to_string()))?.flatten().map(|e| e.path()).collect();
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(path).map_err(|e| bad(path, e.to_string()))?.flatten().map(|e| e.path()).collect();
         entries.sort();
-        let idx: Vec<&PathBuf> = entries.iter().filter(|p| is_idx(p) && p.file_name().is_some_and(|n| n.to_string_lossy().contains("train"))).collect();
+        let idx: Vec<&PathBuf> =
+            entries.iter().filter(|p| is_idx(p) && p.file_name().is_some_and(|n| n.to_string_lossy().contains("train"))).collect();
         let idx_any: Vec<&PathBuf> = entries.iter().filter(|p| is_idx(p)).collect();
         let bins: Vec<PathBuf> = entries
             .iter()
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("data_batch")) && p.extension().is_some_and(|e| e == "bin"))
+            .filter(|p| {
+                p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("data_batch")) && p.extension().is_some_and(|e| e == "bin")
+            })
             .cloned()
             .collect();
         if let Some(f) = idx.first().or(idx_any.first()) {
@@ -267,7 +292,11 @@ pub fn load(path: &Path, channels: usize, size: (usize, usize), strict: bool) ->
     if (ds.height, ds.width) != size {
         return Err(TrainError::Usage(format!(
             "config key `sample_size` is {}x{}, but {} holds {}x{} images",
-            size.0, size.1, path.display(), ds.height, ds.width
+            size.0,
+            size.1,
+            path.display(),
+            ds.height,
+            ds.width
         )));
     }
     Ok(ds)

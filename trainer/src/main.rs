@@ -118,7 +118,14 @@ enum Command {
     },
 }
 
-fn run_classifier(data: PathBuf, eval_data: Option<PathBuf>, out: PathBuf, epochs: usize, seed: u64, threads: Option<i32>) -> Result<ExitCode, TrainError> {
+fn run_classifier(
+    data: PathBuf,
+    eval_data: Option<PathBuf>,
+    out: PathBuf,
+    epochs: usize,
+    seed: u64,
+    threads: Option<i32>,
+) -> Result<ExitCode, TrainError> {
     if epochs == 0 {
         return Err(usage("--epochs: found 0, expected at least 1"));
     }
@@ -129,7 +136,11 @@ fn run_classifier(data: PathBuf, eval_data: Option<PathBuf>, out: PathBuf, epoch
     ddpm_io::limits::check_threads("--threads", threads as usize)?;
     tch::set_num_threads(threads);
     let train = data::load(&data, 1, (28, 28), true)?;
-    let classes = train.labels.as_ref().map(|l| l.iter().max().copied().unwrap_or(0) as usize + 1).ok_or_else(|| usage(format!("{}: no labels beside the images", data.display())))?;
+    let classes = train
+        .labels
+        .as_ref()
+        .map(|l| l.iter().max().copied().unwrap_or(0) as usize + 1)
+        .ok_or_else(|| usage(format!("{}: no labels beside the images", data.display())))?;
     let t0 = std::time::Instant::now();
     let (clf, weights) = ddpm_trainer::classify::train(&train, classes, epochs, seed)?;
     let (train_acc, _) = ddpm_trainer::classify::accuracy(&clf, &weights, &train)?;
@@ -252,7 +263,11 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
             if let Some(sc) = &a.scheduler_config {
                 let given = ddpm_io::files::read_regular_text(sc, ddpm_io::limits::MAX_CONFIG_BYTES, "scheduler config")?;
                 if SchedulerConfig::from_json_str(&given, &sc.display().to_string())? != SchedulerConfig::from_json_str(&text, "")? {
-                    return Err(usage(format!("--scheduler-config {}: differs from the run's own ({}); a resumed run keeps its schedule", sc.display(), p.display())));
+                    return Err(usage(format!(
+                        "--scheduler-config {}: differs from the run's own ({}); a resumed run keeps its schedule",
+                        sc.display(),
+                        p.display()
+                    )));
                 }
             }
             (config, r.options.clone(), text, a.threads.unwrap_or(r.threads))
@@ -260,7 +275,10 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
         None => {
             let Some((config, options)) = given else {
                 return Err(usage(if a.resume {
-                    format!("--resume: {} holds no run to continue; give --config FILE or --preset NAME (digits, cifar10) to start one", a.out.display())
+                    format!(
+                        "--resume: {} holds no run to continue; give --config FILE or --preset NAME (digits, cifar10) to start one",
+                        a.out.display()
+                    )
                 } else {
                     "give --config FILE or --preset NAME (digits, cifar10)".to_string()
                 }));
@@ -295,7 +313,10 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     flag!(batch_size, lr, warmup, ema_decay, grad_clip, weight_decay, seed);
     if a.flip && !options.flip {
         if resumed.is_some() {
-            return Err(usage(format!("--flip: the run in {} was started without flips; a resumed run keeps its hyper-parameters", a.out.display())));
+            return Err(usage(format!(
+                "--flip: the run in {} was started without flips; a resumed run keeps its hyper-parameters",
+                a.out.display()
+            )));
         }
         options.flip = true;
     }
@@ -332,7 +353,10 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     // (a generous bound: every level's width at full resolution, a few tensors each).
     let params = ddpm_models::parameter_count(&config)?;
     let widest = config.block_out_channels.iter().copied().max().unwrap_or(1);
-    let activations = ddpm_io::limits::bytes_of(&[options.batch_size, widest, h, w], 4 * 4 * config.block_out_channels.len() * (config.layers_per_block + 2));
+    let activations = ddpm_io::limits::bytes_of(
+        &[options.batch_size, widest, h, w],
+        4 * 4 * config.block_out_channels.len() * (config.layers_per_block + 2),
+    );
     ddpm_io::limits::check_memory(
         &format!("training a network of {params} parameters on batches of {} images of {h}x{w}", options.batch_size),
         ddpm_io::limits::bytes_of(&[params], 4 * 5) + activations,
@@ -343,16 +367,24 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     let dataset = data::load(&a.data, config.in_channels, (h, w), a.strict)?;
     tracing::info!(
         "data: {} images of {}x{}x{} from {} in {:.2} s ({} unreadable skipped)",
-        dataset.n, dataset.channels, dataset.height, dataset.width, dataset.source, t0.elapsed().as_secs_f64(), dataset.skipped
+        dataset.n,
+        dataset.channels,
+        dataset.height,
+        dataset.width,
+        dataset.source,
+        t0.elapsed().as_secs_f64(),
+        dataset.skipped
     );
     if dataset.skipped > 0 {
         eprintln!("skipped {} unreadable files (use --strict to stop on them)", dataset.skipped);
     }
     if let Some(k) = config.num_class_embeds {
-        let labels = dataset.labels.as_ref().ok_or_else(|| usage(format!(
+        let labels = dataset.labels.as_ref().ok_or_else(|| {
+            usage(format!(
             "config key `num_class_embeds` is {k}, but {} has no labels (use class sub-folders, or an IDX labels file beside the images)",
             a.data.display()
-        )))?;
+        ))
+        })?;
         if let Some(bad) = labels.iter().find(|&&l| l < 0 || l as usize >= k) {
             return Err(usage(format!("{}: label {bad} is outside 0..{k} (config key `num_class_embeds`)", a.data.display())));
         }

@@ -25,10 +25,8 @@ pub fn write_loss_png(path: &Path, rows: &[(u64, f64)]) -> Result<()> {
         if !(lo.is_finite() && hi.is_finite()) {
             return Ok(());
         }
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .build_cartesian_2d(0u64..x_max, (lo - 0.05)..(hi + 0.05))
-            .map_err(|e| err(e.to_string()))?;
+        let mut chart =
+            ChartBuilder::on(&root).margin(12).build_cartesian_2d(0u64..x_max, (lo - 0.05)..(hi + 0.05)).map_err(|e| err(e.to_string()))?;
         chart.draw_series(LineSeries::new(logs.iter().copied(), RGBColor(200, 200, 200))).map_err(|e| err(e.to_string()))?;
         let win = (logs.len() / 100).max(10);
         let mut smooth = Vec::with_capacity(logs.len());

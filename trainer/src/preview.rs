@@ -34,7 +34,11 @@ impl Denoiser for TchDenoiser<'_> {
             let _guard = tch::no_grad_guard();
             let s = self.shape();
             let dev = self.backend.device;
-            let x = TchTensor(Tensor::f_from_slice(sample)?.f_reshape([batch as i64, s.channels as i64, s.height as i64, s.width as i64])?.f_to_device(dev)?);
+            let x = TchTensor(
+                Tensor::f_from_slice(sample)?
+                    .f_reshape([batch as i64, s.channels as i64, s.height as i64, s.width as i64])?
+                    .f_to_device(dev)?,
+            );
             let tt = TchTensor(Tensor::f_from_slice(&vec![t; batch])?.f_to_device(dev)?);
             let labels = match class_labels {
                 Some(l) => Some(TchTensor(Tensor::f_from_slice(l)?.f_to_device(dev)?)),
@@ -50,7 +54,14 @@ impl Denoiser for TchDenoiser<'_> {
 
 /// Draws a grid of samples (DDIM, fixed seed 0, so grids are comparable across steps; for
 /// class-conditional models, one column per class).
-pub fn write_preview(path: &Path, model: &UNet2DModel, ema: &BTreeMap<String, Tensor>, schedule: &SchedulerConfig, device: Device, steps: usize) -> crate::error::Result<()> {
+pub fn write_preview(
+    path: &Path,
+    model: &UNet2DModel,
+    ema: &BTreeMap<String, Tensor>,
+    schedule: &SchedulerConfig,
+    device: Device,
+    steps: usize,
+) -> crate::error::Result<()> {
     let mut denoiser = TchDenoiser::new(model, ema, device);
     let (n, labels) = match model.config.num_class_embeds {
         Some(k) => {
@@ -60,7 +71,14 @@ pub fn write_preview(path: &Path, model: &UNet2DModel, ema: &BTreeMap<String, Te
         }
         None => (16, ClassLabels::Uniform),
     };
-    let samples = Pipeline::new(&mut denoiser, schedule.clone()).sampler(SamplerKind::Ddim).steps(steps).n(n).batch_size(n).seed(0).class_labels(labels).run()?;
+    let samples = Pipeline::new(&mut denoiser, schedule.clone())
+        .sampler(SamplerKind::Ddim)
+        .steps(steps)
+        .n(n)
+        .batch_size(n)
+        .seed(0)
+        .class_labels(labels)
+        .run()?;
     let data: Vec<f32> = samples.data.iter().map(|v| v.clamp(-1.0, 1.0)).collect();
     ddpm_io::png::write_png_grid(path, &data, samples.shape)?;
     Ok(())

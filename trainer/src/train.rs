@@ -6,7 +6,6 @@
 //! Every random draw is a function of (seed, step) or (seed, epoch), so a run resumed from
 //! a checkpoint continues exactly as the uninterrupted run would have.
 
-
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -14,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ddpm_models::tch_backend::{TchBackend, TchTensor};
+use ddpm_models::tch_backend::{tensors_to_weights, weights_to_tensors, TchBackend, TchTensor};
 use ddpm_models::weights::{read_safetensors, write_safetensors};
-use ddpm_models::{parameter_list, UNet2DModel, UNetCheckpoint, UNetConfig, Weight, Weights};
+use ddpm_models::{parameter_list, UNet2DModel, UNetCheckpoint, UNetConfig, Weights};
 use ddpm_runtime::{Schedule, SchedulerConfig};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -35,8 +34,12 @@ pub const INTERRUPTED: i32 = 130;
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
     /// `images_per_s`: training throughput from the second step of this call on.
-    Finished { images_per_s: f64 },
-    Interrupted { step: u64 },
+    Finished {
+        images_per_s: f64,
+    },
+    Interrupted {
+        step: u64,
+    },
 }
 
 /// The run folder (DESIGN.md): unet/, scheduler/, train_state/, loss.csv, samples/.
@@ -100,7 +103,11 @@ impl RunDir {
                 .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| is_checkpoint_name(n)).collect())
                 .unwrap_or_default();
             names.sort();
-            if names.is_empty() { "none".into() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
         };
         match std::fs::symlink_metadata(&state) {
             Ok(m) if m.is_dir() => {}
@@ -126,7 +133,13 @@ impl RunDir {
         let dir = state.join(name);
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(bad(format!("{}: not a checkpoint folder (a link or a file), named by {}", dir.display(), latest_path.display()))),
+            Ok(_) => {
+                return Err(bad(format!(
+                    "{}: not a checkpoint folder (a link or a file), named by {}",
+                    dir.display(),
+                    latest_path.display()
+                )))
+            }
             Err(_) => {
                 return Err(bad(format!(
                     "{}: names {name}, which is missing (the run's checkpoints: {}); nothing was changed",
@@ -167,58 +180,18 @@ struct StateJson {
 }
 
 fn to_weights(params: &BTreeMap<String, Tensor>) -> Result<Weights> {
-    let mut out = Weights::new();
-    for (name, t) in params {
-        let shape = t.size().iter().map(|&s| s as usize).collect();
-        let data = Vec::<f32>::try_from(&t.f_detach()?.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)?;
-        out.insert(name.clone(), Weight { shape, data });
-    }
-    Ok(out)
-}
-
-fn to_tensors(w: &Weights, device: Device, requires_grad: bool) -> Result<BTreeMap<String, Tensor>> {
-    let mut out = BTreeMap::new();
-    for (name, v) in w {
-        let shape: Vec<i64> = v.shape.iter().map(|&s| s as i64).collect();
-        let t = Tensor::f_from_slice(&v.data)?.f_reshape(&shape)?.f_to_device(device)?.set_requires_grad(requires_grad);
-        out.insert(name.clone(), t);
-    }
-    Ok(out)
+    Ok(tensors_to_weights(params)?)
 }
 
 /// PyTorch's default initialisation (what a fresh diffusers UNet2DModel has), drawn from
-/// the run's seed: conv and linear weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-/// norm scales 1 and shifts 0, class embeddings N(0, 1).
+/// the run's seed.
 pub fn init_weights(config: &UNetConfig, seed: u64) -> Result<Weights> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x696e_6974);
-    let list = parameter_list(config)?;
-    let fan_in: BTreeMap<String, usize> = list
-        .iter()
-        .filter(|(n, s)| n.ends_with(".weight") && s.len() >= 2)
-        .map(|(n, s)| (n.trim_end_matches(".weight").to_string(), s[1..].iter().product()))
-        .collect();
-    let mut out = Weights::new();
-    for (name, shape) in list {
-        let n: usize = shape.iter().product();
-        let module = name.rsplit_once('.').map_or(name.as_str(), |(m, _)| m).to_string();
-        let is_norm = module.contains("norm");
-        let data: Vec<f32> = if name == "class_embedding.weight" {
-            (0..n).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect()
-        } else if is_norm {
-            vec![if name.ends_with(".weight") { 1.0 } else { 0.0 }; n]
-        } else {
-            let fi = fan_in.get(&module).copied().unwrap_or(1).max(1) as f32;
-            let bound = 1.0 / fi.sqrt();
-            (0..n).map(|_| rng.random_range(-bound..bound)).collect()
-        };
-        out.insert(name, Weight { shape, data });
-    }
-    Ok(out)
+    Ok(ddpm_models::init::pytorch_default(&parameter_list(config)?, seed ^ 0x696e_6974))
 }
 
 /// The sample order of an epoch: a permutation drawn from (seed, epoch).
 fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6f72_6465_72);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006f_7264_6572);
     rng.set_stream(epoch);
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut rng);
@@ -272,7 +245,9 @@ fn read_loss_csv(path: &Path, up_to: u64) -> Result<Vec<(u64, f64, f64)>> {
             [s, l, lr] => (s.trim().parse::<u64>(), l.trim().parse::<f64>(), lr.trim().parse::<f64>()),
             _ => return Err(bad(i + 2, format!("found {line:?}, expected step,loss,lr"))),
         };
-        let (Ok(s), Ok(l), Ok(lr)) = parsed else { return Err(bad(i + 2, format!("found {line:?}, expected an integer step and two numbers"))) };
+        let (Ok(s), Ok(l), Ok(lr)) = parsed else {
+            return Err(bad(i + 2, format!("found {line:?}, expected an integer step and two numbers")));
+        };
         if rows.last().is_some_and(|r| r.0 >= s) {
             return Err(bad(i + 2, format!("step {s} does not follow step {}", rows.last().map_or(0, |r| r.0))));
         }
@@ -297,7 +272,14 @@ struct Checkpointer<'a> {
 impl Checkpointer<'_> {
     /// train_state/step-N (raw weights, EMA, moments, state.json) written under a
     /// temporary name and renamed, then LATEST, then unet/ (the EMA weights).
-    fn save(&self, step: u64, params: &BTreeMap<String, Tensor>, ema: &BTreeMap<String, Tensor>, opt: &AdamW, rows: &[(u64, f64, f64)]) -> Result<()> {
+    fn save(
+        &self,
+        step: u64,
+        params: &BTreeMap<String, Tensor>,
+        ema: &BTreeMap<String, Tensor>,
+        opt: &AdamW,
+        rows: &[(u64, f64, f64)],
+    ) -> Result<()> {
         let state = self.run.state();
         std::fs::create_dir_all(&state).map_err(|e| io_err(&state, e))?;
         let name = format!("step-{step:08}");
@@ -318,8 +300,9 @@ impl Checkpointer<'_> {
         write_safetensors(&tmp.path().join("ema.safetensors"), &to_weights(ema)?)?;
         write_safetensors(&tmp.path().join("adam_m.safetensors"), &to_weights(&opt.m)?)?;
         write_safetensors(&tmp.path().join("adam_v.safetensors"), &to_weights(&opt.v)?)?;
-        let json = serde_json::to_string_pretty(&StateJson { step, options: self.options.clone(), threads: self.threads }).map_err(|e| TrainError::Io(e.to_string()))?;
-        ddpm_io::files::write_atomically(&tmp.path().join("state.json"), |w| w.write_all(json.as_bytes()))?;
+        let json = serde_json::to_string_pretty(&StateJson { step, options: self.options.clone(), threads: self.threads })
+            .map_err(|e| TrainError::Io(e.to_string()))?;
+        ddpm_io::files::write_atomically(tmp.path().join("state.json"), |w| w.write_all(json.as_bytes()))?;
         // The loss history travels with the checkpoint, so that a run killed between the
         // checkpoint and the top-level loss.csv loses no row.
         write_loss_csv(&tmp.path().join("loss.csv"), rows)?;
@@ -330,7 +313,7 @@ impl Checkpointer<'_> {
         ddpm_io::files::set_mode(tmp.path(), 0o755).map_err(|e| io_err(tmp.path(), e))?;
         let kept = tmp.keep();
         std::fs::rename(&kept, &final_dir).map_err(|e| io_err(&final_dir, e))?;
-        ddpm_io::files::write_atomically(&state.join("LATEST"), |w| w.write_all(name.as_bytes()))?;
+        ddpm_io::files::write_atomically(state.join("LATEST"), |w| w.write_all(name.as_bytes()))?;
         UNetCheckpoint::save(&self.run.0.join("unet"), self.config, &to_weights(ema)?)?;
         // Keep the two newest checkpoints.
         let mut steps: Vec<PathBuf> = std::fs::read_dir(&state)
@@ -364,7 +347,11 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
         Some(r) => {
             let dir = &r.dir;
             if r.threads != spec.threads {
-                tracing::warn!("the run was started with {} threads, resumed with {}: results stay close but are not bit-identical", r.threads, spec.threads);
+                tracing::warn!(
+                    "the run was started with {} threads, resumed with {}: results stay close but are not bit-identical",
+                    r.threads,
+                    spec.threads
+                );
             }
             let m = read_safetensors(&dir.join("adam_m.safetensors"))?;
             let v = read_safetensors(&dir.join("adam_v.safetensors"))?;
@@ -375,7 +362,12 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
             for (file, w) in [("params", &params), ("ema", &ema), ("adam_m", &m), ("adam_v", &v)] {
                 let path = dir.join(format!("{file}.safetensors"));
                 if w.len() != expected.len() {
-                    return Err(TrainError::Usage(format!("{}: {} tensors, expected {} (the network of unet/config.json)", path.display(), w.len(), expected.len())));
+                    return Err(TrainError::Usage(format!(
+                        "{}: {} tensors, expected {} (the network of unet/config.json)",
+                        path.display(),
+                        w.len(),
+                        expected.len()
+                    )));
                 }
                 for (name, shape) in &expected {
                     match w.get(name) {
@@ -384,7 +376,13 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
                                 return Err(TrainError::Usage(format!("{}: tensor {name} holds NaN or infinite values", path.display())));
                             }
                         }
-                        Some(t) => return Err(TrainError::Usage(format!("{}: tensor {name} has shape {:?}, expected {shape:?}", path.display(), t.shape))),
+                        Some(t) => {
+                            return Err(TrainError::Usage(format!(
+                                "{}: tensor {name} has shape {:?}, expected {shape:?}",
+                                path.display(),
+                                t.shape
+                            )))
+                        }
                         None => return Err(TrainError::Usage(format!("{}: tensor {name} is missing", path.display()))),
                     }
                 }
@@ -397,12 +395,12 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
         }
     };
 
-    let params = to_tensors(&params_w, device, true)?;
-    let ema = to_tensors(&ema_w, device, false)?;
+    let params = weights_to_tensors(&params_w, device, true)?;
+    let ema = weights_to_tensors(&ema_w, device, false)?;
     let mut opt = AdamW::new(&params, options.weight_decay)?;
     if let Some((m, v)) = moments {
-        opt.m = to_tensors(&m, device, false)?;
-        opt.v = to_tensors(&v, device, false)?;
+        opt.m = weights_to_tensors(&m, device, false)?;
+        opt.v = weights_to_tensors(&v, device, false)?;
     }
     let ckpt = Checkpointer { run: &run, config: &spec.config, options: &options, threads: spec.threads };
     let loss_path = run.0.join("loss.csv");
@@ -462,7 +460,11 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
         let xt = TchTensor(Tensor::f_from_slice(&xt)?.f_reshape([b as i64, c, h, w])?.f_to_device(device)?);
         let tt = TchTensor(Tensor::f_from_slice(&t)?.f_to_device(device)?);
         let target = Tensor::f_from_slice(&target)?.f_reshape([b as i64, c, h, w])?.f_to_device(device)?;
-        let labels_t = if spec.config.num_class_embeds.is_some() { Some(TchTensor(Tensor::f_from_slice(&labels)?.f_to_device(device)?)) } else { None };
+        let labels_t = if spec.config.num_class_embeds.is_some() {
+            Some(TchTensor(Tensor::f_from_slice(&labels)?.f_to_device(device)?))
+        } else {
+            None
+        };
         let mut backend = TchBackend::from_tensors(params.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect(), device);
         backend.train = true;
         let out = model.forward(&mut backend, &xt, &tt, labels_t.as_ref())?;
@@ -508,7 +510,7 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
         }
         if options.sample_every > 0 && (step % options.sample_every == 0) && !interrupted {
             let path = samples_dir.join(format!("step-{step:08}.png"));
-            crate::preview::write_preview(&path, &model, &ema, &sched_cfg, device, options.preview_steps)?;
+            crate::preview::write_preview(&path, &model, &ema, sched_cfg, device, options.preview_steps)?;
         }
         last_update = trained_until;
         if interrupted {

@@ -7,9 +7,6 @@ use proptest::prelude::*;
 mod mutate;
 use mutate::{cases, mutate, mutation};
 
-
-
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(128), ..ProptestConfig::default() })]
 

@@ -79,8 +79,28 @@ fn fit_on_an_image_folder_then_load_in_tch_and_export() {
     write_folder(&data);
     let cfg = write_config(tmp.path(), &TINY.replace("\"in_channels\": 1, \"out_channels\": 1", "\"in_channels\": 3, \"out_channels\": 3"));
     let run = tmp.path().join("run");
-    let o = trainer(&["fit", "--data", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--config", cfg.to_str().unwrap(),
-        "--steps", "24", "--batch-size", "4", "--save-every", "12", "--sample-every", "24", "--preview-steps", "4", "--flip", "--threads", "1"]);
+    let o = trainer(&[
+        "fit",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--steps",
+        "24",
+        "--batch-size",
+        "4",
+        "--save-every",
+        "12",
+        "--sample-every",
+        "24",
+        "--preview-steps",
+        "4",
+        "--flip",
+        "--threads",
+        "1",
+    ]);
     ok(&o);
     assert!(String::from_utf8_lossy(&o.stderr).contains("skipped 1 unreadable"), "{}", String::from_utf8_lossy(&o.stderr));
     let csv = std::fs::read_to_string(run.join("loss.csv")).unwrap();
@@ -101,8 +121,27 @@ fn fit_on_an_image_folder_then_load_in_tch_and_export() {
 }
 
 fn run_args<'a>(data: &'a str, run: &'a str, cfg: &'a str, steps: &'a str) -> Vec<&'a str> {
-    vec!["fit", "--data", data, "--out", run, "--config", cfg, "--steps", steps, "--batch-size", "4", "--save-every", "4",
-         "--sample-every", "0", "--threads", "1", "--seed", "7"]
+    vec![
+        "fit",
+        "--data",
+        data,
+        "--out",
+        run,
+        "--config",
+        cfg,
+        "--steps",
+        steps,
+        "--batch-size",
+        "4",
+        "--save-every",
+        "4",
+        "--sample-every",
+        "0",
+        "--threads",
+        "1",
+        "--seed",
+        "7",
+    ]
 }
 
 fn same_run(a: &Path, b: &Path) {
@@ -118,7 +157,13 @@ fn same_run(a: &Path, b: &Path) {
 
 /// Starts a run and returns once it has saved a checkpoint past step 0, still running.
 fn start_until_checkpoint(args: &[&str], run: &Path) -> std::process::Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer")).args(args).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     loop {
         let latest = std::fs::read_to_string(run.join("train_state/LATEST")).unwrap_or_default();
@@ -176,8 +221,31 @@ fn nan_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     let idx = write_idx(tmp.path(), 16);
     let cfg = write_config(tmp.path(), TINY);
     let run = tmp.path().join("run");
-    let o = trainer(&["fit", "--data", idx.to_str().unwrap(), "--out", run.to_str().unwrap(), "--config", cfg.to_str().unwrap(),
-        "--steps", "50", "--batch-size", "4", "--save-every", "1", "--sample-every", "0", "--lr", "1e30", "--warmup", "1", "--grad-clip", "0", "--threads", "1"]);
+    let o = trainer(&[
+        "fit",
+        "--data",
+        idx.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--steps",
+        "50",
+        "--batch-size",
+        "4",
+        "--save-every",
+        "1",
+        "--sample-every",
+        "0",
+        "--lr",
+        "1e30",
+        "--warmup",
+        "1",
+        "--grad-clip",
+        "0",
+        "--threads",
+        "1",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("loss is") && stderr.contains("last good checkpoint"), "{stderr}");

@@ -25,7 +25,16 @@ struct Args {
 }
 
 fn parse() -> anyhow::Result<Args> {
-    let mut a = Args { model: String::new(), batch: 1, precision: Precision::Fp32, threads: 2, iters: 20, chain: None, error_vs_fp32: false, dump: None };
+    let mut a = Args {
+        model: String::new(),
+        batch: 1,
+        precision: Precision::Fp32,
+        threads: 2,
+        iters: 20,
+        chain: None,
+        error_vs_fp32: false,
+        dump: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| anyhow!("{flag} needs a value"));

@@ -2,16 +2,16 @@
 //! `timestep` int64 [B], optional `class_labels` int64 [B]; output `noise_pred`; dynamic
 //! batch; metadata `unet_config` and `scheduler_config`.
 
-use ddpm_runtime::SchedulerConfig;
 use ddpm_models::{UNet2DModel, UNetConfig, Weights};
+use ddpm_runtime::SchedulerConfig;
 use prost::Message;
 
 use super::proto::{
-    tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, tensor_shape_proto::Dimension,
-    type_proto, GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
+    tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, tensor_shape_proto::Dimension, type_proto, GraphProto, ModelProto,
+    OperatorSetIdProto, StringStringEntryProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
-use super::recorder::Recorder;
+pub use super::recorder::ExportPrecision;
+use super::recorder::{Recorder, Value};
 use crate::error::{ExportError, Result};
 
 /// Export options.
@@ -19,27 +19,26 @@ use crate::error::{ExportError, Result};
 pub struct ExportOptions {
     /// ONNX opset (17 to 21).
     pub opset: i64,
-    /// Weights and activations in float16 (inputs and outputs stay float32).
-    pub fp16: bool,
-    /// Weights stored in float16, computed in float32 (a smaller file, nearly the same
-    /// outputs).
-    pub weights_fp16: bool,
+    /// How the weights are stored and the network computes (inputs and outputs stay
+    /// float32).
+    pub precision: ExportPrecision,
     /// Also apply one sampler update inside the graph (see [`FUSED_STEP_DOC`]).
     pub fused_step: bool,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { opset: 17, fp16: false, weights_fp16: false, fused_step: false }
+        Self { opset: 17, precision: ExportPrecision::Fp32, fused_step: false }
     }
 }
 
-/// The contract of a graph exported with `--fused-step`.
-pub const FUSED_STEP_DOC: &str = "extra inputs `coefficients` float32 [9] and `noise` float32 \
-[B, C, H, W]; extra outputs `prev_sample` = k0 * clamp(x0, -r, r) + k1 * eps + k2 * x + k3 * noise \
-and `pred_original_sample` = clamp(x0, -r, r), where x0 = p0 * x + p1 * out, eps = p2 * x + p3 * out, \
-x = sample, out = noise_pred, coefficients = [p0, p1, p2, p3, k0, k1, k2, k3, r]: one DDIM or \
-DDPM update, its coefficients computed by the runtime for the step";
+/// The contract of a graph exported with `--fused-step`: one [`ddpm_runtime::sampler::AffineStep`]
+/// after the network, its nine coefficients in the order of
+/// [`AffineStep::LAYOUT`](ddpm_runtime::sampler::AffineStep::LAYOUT).
+pub const FUSED_STEP_DOC: &str = "extra inputs `coefficients` float32 [9] (a DDIM or DDPM update, see ddpm_runtime::sampler::AffineStep) \
+and `noise` float32 [B, C, H, W]; extra outputs `prev_sample` = prev[0] * clamp(x0, -clip, clip) + prev[1] * eps + prev[2] * x + prev[3] * noise \
+and `pred_original_sample` = clamp(x0, -clip, clip), where x0 = x0[0] * x + x0[1] * out, eps = eps[0] * x + eps[1] * out, \
+x = sample, out = noise_pred, coefficients = [x0[0], x0[1], eps[0], eps[1], prev[0], prev[1], prev[2], prev[3], clip]";
 
 /// A tensor input or output of a graph; `None` dimensions are the dynamic `batch`.
 pub fn value_info(name: &str, elem: DataType, dims: &[Option<usize>]) -> ValueInfoProto {
@@ -69,17 +68,18 @@ pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler: &Schedule
     if !(17..=21).contains(&options.opset) {
         return Err(ExportError::Usage(format!("--opset {}: expected 17 to 21", options.opset)));
     }
-    let (h, w) = config.sample_size.ok_or_else(|| {
-        ExportError::Usage("config key `sample_size` is missing: the .onnx needs the sample's height and width".into())
-    })?;
+    let (h, w) = config
+        .sample_size
+        .ok_or_else(|| ExportError::Usage("config key `sample_size` is missing: the .onnx needs the sample's height and width".into()))?;
     let model = UNet2DModel::new(config.clone())?;
-    let mut rec = Recorder::new(weights, options.fp16);
-    rec.weights_fp16 = options.weights_fp16;
-    let sample = rec.to_graph_float("sample");
-    let labels = config.num_class_embeds.map(|_| "class_labels".to_string());
-    let out = model.forward(&mut rec, &sample, &"timestep".to_string(), labels.as_ref())?;
-    let out = rec.to_f32(&out);
-    name_output(&mut rec, out, "noise_pred");
+    let mut rec = Recorder::new(weights, options.precision);
+    let sample_dims = [None, Some(config.in_channels), Some(h), Some(w)];
+    let sample = rec.cast_to_graph_float(&Value::new("sample", &sample_dims, DataType::Float));
+    let timestep = Value::new("timestep", &[None], DataType::Int64);
+    let labels = config.num_class_embeds.map(|_| Value::new("class_labels", &[None], DataType::Int64));
+    let out = model.forward(&mut rec, &sample, &timestep, labels.as_ref())?;
+    let out = rec.cast_to_f32(&out);
+    name_output(&mut rec, out.name, "noise_pred");
 
     let mut inputs = vec![
         value_info("sample", DataType::Float, &[None, Some(config.in_channels), Some(h), Some(w)]),
@@ -116,17 +116,18 @@ pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler: &Schedule
 }
 
 /// Gives a recorded value a graph-output name (an Identity node).
-fn name_output(rec: &mut Recorder<'_>, from: String, to: &str) {
+fn name_output(rec: &mut Recorder<'_>, from: impl Into<String>, to: &str) {
     rec.nodes.push(super::proto::NodeProto {
         op_type: Some("Identity".into()),
         name: Some(format!("{to}_node")),
-        input: vec![from],
+        input: vec![from.into()],
         output: vec![to.into()],
         ..Default::default()
     });
 }
 
-/// The sampler update of [`FUSED_STEP_DOC`], in float32, after the network.
+/// The sampler update of [`FUSED_STEP_DOC`], in float32, after the network: the graph form
+/// of [`ddpm_runtime::sampler::AffineStep::apply`].
 fn fused_step(rec: &mut Recorder<'_>, x: &str, out: &str) {
     let c: Vec<String> = (0..9)
         .map(|i| {
@@ -194,17 +195,26 @@ fn model_bytes(
 /// The digit classifier as ONNX: input `images` [B, C, 28, 28] in [-1, 1]; outputs
 /// `logits` [B, classes] and `features` [B, 128] (the feature space of `runtime eval`).
 pub fn export_classifier(classifier: &ddpm_models::classifier::DigitClassifier, weights: &Weights) -> Result<Vec<u8>> {
-    let mut rec = Recorder::new(weights, false);
-    let (logits, features) = classifier.forward(&mut rec, &"images".to_string())?;
-    for (from, to) in [(logits, "logits"), (features, "features")] {
-        name_output(&mut rec, from, to);
-    }
+    let mut rec = Recorder::new(weights, ExportPrecision::Fp32);
     let c = classifier.in_channels;
+    let images = Value::new("images", &[None, Some(c), Some(28), Some(28)], DataType::Float);
+    let (logits, features) = classifier.forward(&mut rec, &images)?;
+    for (from, to) in [(logits, "logits"), (features, "features")] {
+        name_output(&mut rec, from.name, to);
+    }
     let inputs = vec![value_info("images", DataType::Float, &[None, Some(c), Some(28), Some(28)])];
     let outputs = vec![
         value_info("logits", DataType::Float, &[None, Some(classifier.classes)]),
         value_info("features", DataType::Float, &[None, Some(ddpm_models::classifier::FEATURES)]),
     ];
     let meta = format!("{{\"classes\": {}, \"in_channels\": {c}, \"size\": 28}}", classifier.classes);
-    Ok(model_bytes(rec, "digit_classifier", inputs, outputs, 17, "ddpm-rs digit classifier: logits and features of 28x28 images in [-1, 1]", &[("classifier_config", &meta)]))
+    Ok(model_bytes(
+        rec,
+        "digit_classifier",
+        inputs,
+        outputs,
+        17,
+        "ddpm-rs digit classifier: logits and features of 28x28 images in [-1, 1]",
+        &[("classifier_config", &meta)],
+    ))
 }

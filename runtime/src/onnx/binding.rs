@@ -71,8 +71,8 @@ impl Buffers {
             TimestepType::Float32 => self.timestep.try_extract_tensor_mut::<f32>()?.1.fill(t as f32),
         }
         if let Some(value) = self.labels.as_mut() {
-            let labels = class_labels
-                .ok_or_else(|| Error::InvalidArgument("the model is class-conditional: class labels are needed".into()))?;
+            let labels =
+                class_labels.ok_or_else(|| Error::InvalidArgument("the model is class-conditional: class labels are needed".into()))?;
             if labels.len() != self.batch {
                 return Err(Error::Shape {
                     name: "class labels".into(),

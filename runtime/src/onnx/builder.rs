@@ -161,7 +161,8 @@ impl OnnxDenoiserBuilder {
             // auto on a bf16 CPU: bf16 on OpenVINO, else (no OpenVINO build) fp32, said so.
             Some(fallback) => {
                 let why = format!("this CPU has {}", if cpu.avx512_bf16 { "avx512_bf16" } else { "amx_bf16" });
-                match self.clone().load_with(bytes.clone(), path, precision, providers, format!("precision auto: bf16 on openvino ({why})")) {
+                match self.clone().load_with(bytes.clone(), path, precision, providers, format!("precision auto: bf16 on openvino ({why})"))
+                {
                     Ok(m) => Ok(m),
                     Err(e) if !fallback.is_empty() => {
                         let note = format!("precision auto: fp32 ({why}, but bf16 is not available: {e})");
@@ -231,17 +232,10 @@ impl OnnxDenoiserBuilder {
         } else {
             Sessions::PerBatch(Vec::new())
         };
-        let mut model = OnnxDenoiser {
-            factory,
-            signature,
-            sessions,
-            choice: format!("{choice} on {}", ep.name()),
-            cache_recorded: false,
-        };
+        let mut model = OnnxDenoiser { factory, signature, sessions, choice: format!("{choice} on {}", ep.name()), cache_recorded: false };
         if let (Sessions::PerBatch(_), Some(b)) = (&model.sessions, self.batch_size) {
             model.bound_for(b)?;
         }
         Ok(model)
     }
 }
-

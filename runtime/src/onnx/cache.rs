@@ -44,7 +44,8 @@ pub(super) fn record_checksum(file: &Path) -> std::io::Result<()> {
 /// a file replaced under a key, truncated, or without its checksum is not used.
 pub(super) fn read_verified(file: &Path) -> Result<Vec<u8>, String> {
     let bytes = ddpm_io::files::read_regular_file(file, 2 << 30, "cached model").map_err(|e| e.to_string())?;
-    let want = ddpm_io::files::read_regular_text(&checksum_path(file), 1024, "checksum").map_err(|_| "no readable checksum file beside it".to_string())?;
+    let want = ddpm_io::files::read_regular_text(&checksum_path(file), 1024, "checksum")
+        .map_err(|_| "no readable checksum file beside it".to_string())?;
     let got = hex(&Sha256::digest(&bytes));
     if want.trim() != got {
         return Err(format!("its checksum {got} is not the {} recorded when it was written", want.trim()));
@@ -75,7 +76,7 @@ pub(super) fn prune_cache(dir: &Path, keep: usize) {
     if files.len() <= keep {
         return;
     }
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     for (_, path) in files.into_iter().skip(keep) {
         remove(&path);
     }

@@ -176,9 +176,7 @@ fn available_providers() -> Result<Vec<String>> {
             (api.ReleaseStatus)(status.0);
             return Ok(Vec::new());
         }
-        let names = (0..n.max(0) as usize)
-            .map(|i| CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned())
-            .collect();
+        let names = (0..n.max(0) as usize).map(|i| CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned()).collect();
         let _ = release(list, n);
         Ok(names)
     }

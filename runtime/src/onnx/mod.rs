@@ -15,7 +15,7 @@ mod provider;
 mod session;
 pub mod signature;
 
-use ort::session::{RunOptions, HasSelectedOutputs, Session, SessionInputValue};
+use ort::session::{HasSelectedOutputs, RunOptions, Session, SessionInputValue};
 use ort::value::TensorRef;
 use serde_json::Value;
 
@@ -313,14 +313,7 @@ impl Denoiser for OnnxDenoiser {
         Ok(out)
     }
 
-    fn predict_into(
-        &mut self,
-        sample: &[f32],
-        batch: usize,
-        t: i64,
-        class_labels: Option<&[i64]>,
-        out: &mut [f32],
-    ) -> Result<()> {
+    fn predict_into(&mut self, sample: &[f32], batch: usize, t: i64, class_labels: Option<&[i64]>, out: &mut [f32]) -> Result<()> {
         self.run(sample, batch, t, class_labels, Mode::Predict(out))
     }
 

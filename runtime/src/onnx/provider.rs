@@ -101,10 +101,7 @@ impl ExecutionProvider {
     ) -> Result<ort::session::builder::SessionBuilder> {
         let unavailable = |msg: &str| Error::ExecutionProvider { ep: self.name().into(), msg: msg.into() };
         if options.precision != Precision::Fp32 && self != Self::OpenVino {
-            return Err(unavailable(&format!(
-                "precision {} runs on the openvino execution provider only",
-                options.precision.name()
-            )));
+            return Err(unavailable(&format!("precision {} runs on the openvino execution provider only", options.precision.name())));
         }
         match self {
             Self::Cpu => Ok(builder),
@@ -163,9 +160,7 @@ impl ExecutionProvider {
             #[cfg(not(feature = "cuda"))]
             Self::Cuda => Err(unavailable("this build has no CUDA support (build ddpm-runtime with --features cuda)")),
             #[cfg(not(feature = "tensorrt"))]
-            Self::TensorRt => {
-                Err(unavailable("this build has no TensorRT support (build ddpm-runtime with --features tensorrt)"))
-            }
+            Self::TensorRt => Err(unavailable("this build has no TensorRT support (build ddpm-runtime with --features tensorrt)")),
         }
     }
 }

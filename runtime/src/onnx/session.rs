@@ -97,10 +97,7 @@ impl SessionFactory {
                 match loaded {
                     Ok(s) => {
                         // Marks it as recently used for prune_cache.
-                        let _ = std::fs::File::options()
-                            .append(true)
-                            .open(file)
-                            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                        let _ = std::fs::File::options().append(true).open(file).and_then(|f| f.set_modified(std::time::SystemTime::now()));
                         return Ok(s);
                     }
                     Err(e) => {

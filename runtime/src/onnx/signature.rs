@@ -176,17 +176,13 @@ impl ModelSignature {
             TensorElementType::Int64 => TimestepType::Int64,
             TensorElementType::Int32 => TimestepType::Int32,
             TensorElementType::Float32 => TimestepType::Float32,
-            other => {
-                return Err(bad(format!("input `{}`: found {other:?}, expected int64, int32 or float32", t_input.name)))
-            }
+            other => return Err(bad(format!("input `{}`: found {other:?}, expected int64, int32 or float32", t_input.name))),
         };
         let rank = match t_input.shape.as_slice() {
             [] => TimestepRank::Scalar,
             [1] => TimestepRank::Single,
             [_] => TimestepRank::PerItem,
-            other => {
-                return Err(bad(format!("input `{}`: found rank {}, expected a scalar or [B]", t_input.name, other.len())))
-            }
+            other => return Err(bad(format!("input `{}`: found rank {}, expected a scalar or [B]", t_input.name, other.len()))),
         };
         let class_input = find(&["class_labels", "class_label", "y"]);
         if let Some((c, t)) = class_input {
@@ -251,10 +247,7 @@ impl ModelSignature {
             } else if i.name == "noise" {
                 Feed::Noise
             } else {
-                return Err(bad(format!(
-                    "input `{}` is not one of sample, timestep, class_labels: this runtime cannot feed it",
-                    i.name
-                )));
+                return Err(bad(format!("input `{}` is not one of sample, timestep, class_labels: this runtime cannot feed it", i.name)));
             });
         }
         let has_output = |name: &str| outputs.iter().any(|o| o.name == name);
@@ -262,7 +255,7 @@ impl ModelSignature {
         let (coefficients, noise) = (feeds.contains(&Feed::Coefficients), feeds.contains(&Feed::Noise));
         if (coefficients && noise) != fused_outputs || coefficients != noise {
             return Err(bad(
-                "a fused-step graph needs inputs coefficients and noise and outputs prev_sample and pred_original_sample".into(),
+                "a fused-step graph needs inputs coefficients and noise and outputs prev_sample and pred_original_sample".into()
             ));
         }
         let batch_dim = match (sample.shape.first(), sample.symbols.first()) {
@@ -378,12 +371,9 @@ mod tests {
         let inputs = [sample(), timestep(T::Int64, &[])];
         let none = read(&inputs, &out(), &[]).unwrap();
         assert!(none.scheduler_config.is_none() && none.unet_config.is_none());
-        let some = read(
-            &inputs,
-            &out(),
-            &[("scheduler_config", r#"{"num_train_timesteps": 500}"#), ("unet_config", r#"{"sample_size": 32}"#)],
-        )
-        .unwrap();
+        let some =
+            read(&inputs, &out(), &[("scheduler_config", r#"{"num_train_timesteps": 500}"#), ("unet_config", r#"{"sample_size": 32}"#)])
+                .unwrap();
         assert_eq!(some.scheduler_config.and_then(|c| c.num_train_timesteps), Some(500));
         assert!(some.unet_config.is_some());
         let e = read(&inputs, &out(), &[("unet_config", "{not json")]).unwrap_err();
@@ -406,8 +396,7 @@ mod tests {
         assert_eq!(sig.shape.num_classes, Some(10));
         assert_eq!(sig.class_type, Some(T::Int64));
         let floats = TensorSpec::new("class_labels", T::Float32, &[-1]);
-        let e = read(&[sample(), timestep(T::Int64, &[]), floats], &out(), &[("unet_config", r#"{"num_class_embeds": 10}"#)])
-            .unwrap_err();
+        let e = read(&[sample(), timestep(T::Int64, &[]), floats], &out(), &[("unet_config", r#"{"num_class_embeds": 10}"#)]).unwrap_err();
         assert!(e.to_string().contains("expected int64"), "{e}");
     }
 

@@ -98,11 +98,8 @@ impl Sampler for Ddim {
         pred_x0: Option<&mut [f32]>,
     ) -> Result<()> {
         layout.check(model_output, sample, noise)?;
-        let noise = if self.eta > 0.0 {
-            Some(noise.ok_or_else(|| Error::InvalidArgument("DDIM with eta > 0 needs noise".into()))?)
-        } else {
-            None
-        };
+        let noise =
+            if self.eta > 0.0 { Some(noise.ok_or_else(|| Error::InvalidArgument("DDIM with eta > 0 needs noise".into()))?) } else { None };
         let coefficients = self.coefficients(i);
         coefficients.apply_batch(self.clamp, model_output, sample, layout, noise, pred_x0, &mut self.scratch, None);
         Ok(())

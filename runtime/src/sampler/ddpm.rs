@@ -36,8 +36,7 @@ pub struct Ddpm {
 impl Ddpm {
     /// The chain of `steps` timesteps that `params` describe.
     pub fn new(params: &DdpmParams, steps: usize) -> Result<Self> {
-        let timesteps =
-            ddpm_timesteps(params.timestep_spacing, params.schedule.num_train_timesteps(), steps, params.steps_offset)?;
+        let timesteps = ddpm_timesteps(params.timestep_spacing, params.schedule.num_train_timesteps(), steps, params.steps_offset)?;
         Ok(Self {
             schedule: params.schedule.clone(),
             timesteps,

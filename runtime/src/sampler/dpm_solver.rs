@@ -18,7 +18,6 @@ pub struct DpmSolverPP {
     prediction: PredictionType,
     clamp: X0Clamp,
     order: usize,
-    lower_order_final: bool,
     /// This step's and the previous step's data prediction (x_0), for the second-order
     /// update; swapped, not reallocated, between steps.
     x0: Vec<f32>,
@@ -55,8 +54,7 @@ impl DpmSolverPP {
                 *last = 2f64.powi(-24);
             }
         }
-        let timesteps =
-            dpm_solver_timesteps(params.timestep_spacing, params.schedule.num_train_timesteps(), steps, params.steps_offset)?;
+        let timesteps = dpm_solver_timesteps(params.timestep_spacing, params.schedule.num_train_timesteps(), steps, params.steps_offset)?;
         let mut sigmas: Vec<f64> = timesteps
             .iter()
             .map(|&t| {
@@ -71,7 +69,6 @@ impl DpmSolverPP {
             prediction: params.prediction_type,
             clamp: params.clamp,
             order: params.solver_order,
-            lower_order_final: params.lower_order_final,
             x0: Vec::new(),
             prev_x0: Vec::new(),
             has_prev: false,
@@ -106,9 +103,10 @@ impl Sampler for DpmSolverPP {
     ) -> Result<()> {
         layout.check(model_output, sample, noise)?;
         let steps = self.timesteps.len();
-        // With final_sigmas_type zero the last step is always first order.
+        // With final_sigmas_type zero the last step is always first order (what
+        // lower_order_final asks of short schedules, so it changes nothing here).
         let last = i == steps - 1;
-        let first_order = self.order == 1 || self.lower_order_nums < 1 || last || (self.lower_order_final && last && steps < 15);
+        let first_order = self.order == 1 || self.lower_order_nums < 1 || last;
 
         // 1. data prediction x_0 at sigma_i (diffusers' convert_model_output).
         let (alpha_s0, sigma_s0, lambda_s0) = alpha_sigma_lambda(self.sigmas[i]);

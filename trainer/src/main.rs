@@ -406,8 +406,9 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     let state = a.out.join("train_state");
     if let Ok(entries) = std::fs::read_dir(&state) {
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".tmp") {
-                let _ = std::fs::remove_dir_all(e.path()); // left by a killed run
+            // A checkpoint under its temporary name (".step-N.XXXX"), left by a killed run.
+            if e.file_name().to_string_lossy().starts_with('.') {
+                let _ = std::fs::remove_dir_all(e.path());
             }
         }
     }

@@ -379,22 +379,24 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = match ddpm_io::cli::parse::<Cli>() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    ddpm_io::cli::init_logging("warn", false);
-    let result = match cli.command {
-        Command::Sample(args) => sample(args),
-        Command::Eval(args) => eval(args),
-        Command::Info(args) => info(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", one_line(&e));
-            ExitCode::from(classify(&e))
+    let run = |cli: Cli| {
+        match cli.command {
+            Command::Sample(args) => sample(args),
+            Command::Eval(args) => eval(args),
+            Command::Info(args) => info(args),
         }
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(Chain)
+    };
+    ddpm_io::cli::main("warn", false, run, |e: &Chain| classify(&e.0))
+}
+
+/// An error with its causes, displayed as one line (see [`one_line`]).
+struct Chain(anyhow::Error);
+
+impl std::fmt::Display for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&one_line(&self.0))
     }
 }
 

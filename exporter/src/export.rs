@@ -86,11 +86,7 @@ pub struct ExportReport {
     pub seconds: f64,
 }
 
-/// max |a - b| / max |b|
-fn rel_error(a: &[f32], b: &[f32]) -> f32 {
-    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
-    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-}
+use ddpm_models::compare::rel_error;
 
 /// Runs the exported bytes in ONNX Runtime and the checkpoint in libtorch on the same
 /// random inputs (batch 2, two timesteps) and returns the max relative error.

@@ -115,16 +115,5 @@ fn run(cli: Cli) -> Result<(), ExportError> {
 }
 
 fn main() -> ExitCode {
-    let cli = match ddpm_io::cli::parse::<Cli>() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    ddpm_io::cli::init_logging("warn", false);
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", ddpm_io::cli::one_line(&e.to_string()));
-            ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
-        }
-    }
+    ddpm_io::cli::main("warn", false, |cli: Cli| run(cli).map(|()| ExitCode::SUCCESS), |e| if e.is_bad_input() { 2 } else { 1 })
 }

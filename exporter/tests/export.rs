@@ -34,10 +34,7 @@ fn floats(v: &Value) -> Vec<f32> {
 fn ints(v: &Value) -> Vec<i64> {
     v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
 }
-fn rel_error(a: &[f32], b: &[f32]) -> f32 {
-    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
-    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-}
+use ddpm_models::compare::rel_error;
 
 /// Runs an .onnx on a batch with one timestep per item (the graph's own inputs).
 fn run_onnx(path: &Path, x: &[f32], shape: &[usize], t: &[i64], labels: Option<&[i64]>) -> Vec<f32> {

@@ -31,6 +31,29 @@ pub fn parse<P: clap::Parser>() -> Result<P, ExitCode> {
     }
 }
 
+/// The whole `main` of a tool: parses the command line ([`parse`]), sets up logging
+/// ([`init_logging`]) and runs `run`; an error is printed as one line, `error: ...`, and
+/// exits with `exit_code(&error)` (2 for bad input, 1 otherwise, by the project's rule).
+pub fn main<P: clap::Parser, E: std::fmt::Display>(
+    default_level: &str,
+    with_time: bool,
+    run: impl FnOnce(P) -> Result<ExitCode, E>,
+    exit_code: impl FnOnce(&E) -> u8,
+) -> ExitCode {
+    let cli = match parse::<P>() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(default_level, with_time);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e.to_string()));
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
 /// Logs to stderr at `default_level` unless RUST_LOG says otherwise; colours only on a
 /// terminal; timestamps only when `with_time`.
 pub fn init_logging(default_level: &str, with_time: bool) {

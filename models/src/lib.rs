@@ -6,6 +6,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod classifier;
+pub mod compare;
 pub mod config;
 pub mod error;
 pub mod init;

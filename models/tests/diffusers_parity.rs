@@ -23,11 +23,7 @@ fn ints(v: &Value) -> Vec<i64> {
     v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
 }
 
-/// max |a - b| / max |b|
-pub fn rel_error(a: &[f32], b: &[f32]) -> f32 {
-    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
-    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-}
+pub use ddpm_models::compare::rel_error;
 
 #[test]
 fn parameter_names_and_shapes_match_the_diffusers_state_dict() {

@@ -3,7 +3,7 @@
 //!
 //!     cargo run --release -p ddpm-runtime --example sample -- model.onnx samples.png
 
-use ddpm_runtime::{OnnxDenoiser, Pipeline, SamplerKind};
+use ddpm_runtime::{OnnxDenoiser, SamplerKind};
 
 fn main() -> ddpm_runtime::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -11,8 +11,8 @@ fn main() -> ddpm_runtime::Result<()> {
     let out = args.next().unwrap_or_else(|| "samples.png".into());
 
     let mut model = OnnxDenoiser::builder().from_file(&model_path)?;
-    let config = model.scheduler_config(); // from the model's metadata
-    let samples = Pipeline::new(&mut model, config).sampler(SamplerKind::DpmSolverPP).steps(20).n(16).seed(42).run()?;
+    // The model's own scheduler config (its metadata) drives the chain.
+    let samples = model.pipeline().sampler(SamplerKind::DpmSolverPP).steps(20).n(16).seed(42).run()?;
     ddpm_io::png::write_png_grid(&out, &samples.data, samples.shape)?;
     println!("wrote {out}");
     Ok(())

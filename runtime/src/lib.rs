@@ -7,11 +7,11 @@
 //! semantics follow diffusers (`scheduler_config.json` keys, `set_timesteps`, `step`).
 //!
 //! ```no_run
-//! use ddpm_runtime::{OnnxDenoiser, Pipeline, SamplerKind};
+//! use ddpm_runtime::{OnnxDenoiser, SamplerKind};
 //! # fn main() -> ddpm_runtime::Result<()> {
 //! let mut model = OnnxDenoiser::builder().from_file("model.onnx")?;
-//! let config = model.scheduler_config();
-//! let samples = Pipeline::new(&mut model, config).sampler(SamplerKind::DpmSolverPP).n(8).seed(1).run()?;
+//! // The model's own scheduler config (its .onnx metadata) drives the chain.
+//! let samples = model.pipeline().sampler(SamplerKind::DpmSolverPP).n(8).seed(1).run()?;
 //! println!("{:?}", samples.shape);
 //! # Ok(()) }
 //! ```

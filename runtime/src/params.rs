@@ -10,8 +10,8 @@
 //! use ddpm_runtime::{SchedulerConfig, TimestepSpacing};
 //! let config = SchedulerConfig::paper();
 //! // An absent timestep_spacing is each class's own default.
-//! assert_eq!(DdimParams::from_config(&config)?.timestep_spacing, TimestepSpacing::Leading);
-//! assert_eq!(DpmSolverParams::from_config(&config)?.timestep_spacing, TimestepSpacing::Linspace);
+//! assert_eq!(DdimParams::from_config(&config)?.chain.timestep_spacing, TimestepSpacing::Leading);
+//! assert_eq!(DpmSolverParams::from_config(&config)?.chain.timestep_spacing, TimestepSpacing::Linspace);
 //! # Ok::<(), ddpm_runtime::Error>(())
 //! ```
 
@@ -164,24 +164,30 @@ pub(crate) fn schedule(config: &SchedulerConfig) -> Result<Schedule, ParamError>
     Ok(Schedule::from_betas(betas))
 }
 
-/// What the three samplers share, resolved with one class's defaults.
-fn common(config: &SchedulerConfig, clip_default: bool, spacing_default: TimestepSpacing) -> Result<Common, ParamError> {
-    check(config)?;
-    Ok(Common {
-        schedule: schedule(config)?,
-        prediction_type: config.prediction(),
-        clamp: X0Clamp::from_config(config, clip_default),
-        timestep_spacing: config.timestep_spacing.unwrap_or(spacing_default),
-        steps_offset: config.steps_offset.unwrap_or(0),
-    })
+/// What the three samplers share: the schedule, what the model predicts, the clamp of the
+/// predicted x_0, and where the inference timesteps go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainParams {
+    pub schedule: Schedule,
+    pub prediction_type: PredictionType,
+    pub clamp: X0Clamp,
+    pub timestep_spacing: TimestepSpacing,
+    pub steps_offset: i64,
 }
 
-struct Common {
-    schedule: Schedule,
-    prediction_type: PredictionType,
-    clamp: X0Clamp,
-    timestep_spacing: TimestepSpacing,
-    steps_offset: i64,
+impl ChainParams {
+    /// Resolves and checks a config with one class's defaults for `clip_sample` and
+    /// `timestep_spacing`.
+    fn resolve(config: &SchedulerConfig, clip_default: bool, spacing_default: TimestepSpacing) -> Result<Self, ParamError> {
+        check(config)?;
+        Ok(Self {
+            schedule: schedule(config)?,
+            prediction_type: config.prediction(),
+            clamp: X0Clamp::from_config(config, clip_default),
+            timestep_spacing: config.timestep_spacing.unwrap_or(spacing_default),
+            steps_offset: config.steps_offset.unwrap_or(0),
+        })
+    }
 }
 
 /// DDPMScheduler's parameters. Defaults: the schedule of [`SchedulerConfig::paper`],
@@ -193,30 +199,21 @@ struct Common {
 /// use ddpm_runtime::{SchedulerConfig, VarianceType};
 /// let p = DdpmParams::from_config(&SchedulerConfig::default())?;
 /// assert_eq!(p.variance_type, VarianceType::FixedSmall);
-/// assert_eq!(p.schedule.num_train_timesteps(), 1000);
+/// assert_eq!(p.chain.schedule.num_train_timesteps(), 1000);
 /// # Ok::<(), ddpm_runtime::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct DdpmParams {
-    pub schedule: Schedule,
-    pub prediction_type: PredictionType,
+    pub chain: ChainParams,
     pub variance_type: VarianceType,
-    pub clamp: X0Clamp,
-    pub timestep_spacing: TimestepSpacing,
-    pub steps_offset: i64,
 }
 
 impl DdpmParams {
     /// Resolves and checks a config with DDPMScheduler's defaults.
     pub fn from_config(config: &SchedulerConfig) -> crate::Result<Self> {
-        let c = common(config, true, TimestepSpacing::Leading)?;
         Ok(Self {
-            schedule: c.schedule,
-            prediction_type: c.prediction_type,
+            chain: ChainParams::resolve(config, true, TimestepSpacing::Leading)?,
             variance_type: config.variance_type.unwrap_or(VarianceType::FixedSmall),
-            clamp: c.clamp,
-            timestep_spacing: c.timestep_spacing,
-            steps_offset: c.steps_offset,
         })
     }
 }
@@ -235,11 +232,7 @@ impl DdpmParams {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct DdimParams {
-    pub schedule: Schedule,
-    pub prediction_type: PredictionType,
-    pub clamp: X0Clamp,
-    pub timestep_spacing: TimestepSpacing,
-    pub steps_offset: i64,
+    pub chain: ChainParams,
     /// alpha-bar before the first training step: 1 (`set_alpha_to_one`) or alpha-bar_0.
     pub final_alpha_cumprod: f64,
 }
@@ -247,16 +240,9 @@ pub struct DdimParams {
 impl DdimParams {
     /// Resolves and checks a config with DDIMScheduler's defaults.
     pub fn from_config(config: &SchedulerConfig) -> crate::Result<Self> {
-        let c = common(config, true, TimestepSpacing::Leading)?;
-        let final_alpha_cumprod = if config.set_alpha_to_one.unwrap_or(true) { 1.0 } else { c.schedule.alphas_cumprod()[0] };
-        Ok(Self {
-            schedule: c.schedule,
-            prediction_type: c.prediction_type,
-            clamp: c.clamp,
-            timestep_spacing: c.timestep_spacing,
-            steps_offset: c.steps_offset,
-            final_alpha_cumprod,
-        })
+        let chain = ChainParams::resolve(config, true, TimestepSpacing::Leading)?;
+        let final_alpha_cumprod = if config.set_alpha_to_one.unwrap_or(true) { 1.0 } else { chain.schedule.alphas_cumprod()[0] };
+        Ok(Self { chain, final_alpha_cumprod })
     }
 }
 
@@ -273,12 +259,9 @@ impl DdimParams {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct DpmSolverParams {
-    pub schedule: Schedule,
-    pub prediction_type: PredictionType,
-    pub clamp: X0Clamp,
-    pub timestep_spacing: TimestepSpacing,
-    pub steps_offset: i64,
+    pub chain: ChainParams,
     pub solver_order: usize,
+    /// A first-order last step for short schedules (always so with final_sigmas_type zero).
     pub lower_order_final: bool,
     /// Zero terminal SNR was asked for (`rescale_betas_zero_snr`): sigma at the last
     /// training step is infinite, so it is nudged as diffusers does.
@@ -288,13 +271,8 @@ pub struct DpmSolverParams {
 impl DpmSolverParams {
     /// Resolves and checks a config with DPMSolverMultistepScheduler's defaults.
     pub fn from_config(config: &SchedulerConfig) -> crate::Result<Self> {
-        let c = common(config, false, TimestepSpacing::Linspace)?;
         Ok(Self {
-            schedule: c.schedule,
-            prediction_type: c.prediction_type,
-            clamp: c.clamp,
-            timestep_spacing: c.timestep_spacing,
-            steps_offset: c.steps_offset,
+            chain: ChainParams::resolve(config, false, TimestepSpacing::Linspace)?,
             solver_order: config.solver_order.unwrap_or(2),
             lower_order_final: config.lower_order_final.unwrap_or(true),
             zero_terminal_snr: config.rescale_betas_zero_snr.unwrap_or(false),
@@ -354,17 +332,17 @@ mod tests {
     fn class_defaults_apply_to_absent_keys() {
         let empty = SchedulerConfig::default();
         let ddpm = DdpmParams::from_config(&empty).unwrap();
-        assert_eq!(ddpm.clamp, X0Clamp::Clip(1.0));
-        assert_eq!(ddpm.timestep_spacing, TimestepSpacing::Leading);
+        assert_eq!(ddpm.chain.clamp, X0Clamp::Clip(1.0));
+        assert_eq!(ddpm.chain.timestep_spacing, TimestepSpacing::Leading);
         let ddim = DdimParams::from_config(&empty).unwrap();
         assert_eq!(ddim.final_alpha_cumprod, 1.0);
         let dpm = DpmSolverParams::from_config(&empty).unwrap();
-        assert_eq!(dpm.clamp, X0Clamp::None);
-        assert_eq!(dpm.timestep_spacing, TimestepSpacing::Linspace);
+        assert_eq!(dpm.chain.clamp, X0Clamp::None);
+        assert_eq!(dpm.chain.timestep_spacing, TimestepSpacing::Linspace);
         // A present key applies to every class that knows it.
         let given = SchedulerConfig { timestep_spacing: Some(TimestepSpacing::Trailing), ..empty };
-        assert_eq!(DpmSolverParams::from_config(&given).unwrap().timestep_spacing, TimestepSpacing::Trailing);
-        assert_eq!(DdpmParams::from_config(&given).unwrap().timestep_spacing, TimestepSpacing::Trailing);
+        assert_eq!(DpmSolverParams::from_config(&given).unwrap().chain.timestep_spacing, TimestepSpacing::Trailing);
+        assert_eq!(DdpmParams::from_config(&given).unwrap().chain.timestep_spacing, TimestepSpacing::Trailing);
     }
 
     #[test]

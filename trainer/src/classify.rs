@@ -133,8 +133,7 @@ pub fn export(clf: &DigitClassifier, weights: &Weights, data: &Dataset, out: &Pa
     let flat = Vec::<f32>::try_from(&x.f_flatten(0, -1)?)?;
     let mut extractor = ddpm_eval::FeatureExtractor::from_memory(&bytes, "classifier")?;
     let ours = extractor.features(&flat, idx.len())?.0;
-    let scale = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
-    let err = ours.iter().zip(&theirs).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+    let err = ddpm_models::compare::rel_error(&ours, &theirs);
     if err > 1e-4 {
         return Err(TrainError::Diverged(format!("exported classifier differs from libtorch: relative error {err:.2e}")));
     }

@@ -435,20 +435,9 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
 }
 
 fn main() -> ExitCode {
-    let cli = match ddpm_io::cli::parse::<Cli>() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    ddpm_io::cli::init_logging("info", true);
-    let result = match cli.command {
+    let run = |cli: Cli| match cli.command {
         Command::Fit(a) => run_fit(*a),
         Command::Classifier { data, eval_data, out, epochs, seed, threads } => run_classifier(data, eval_data, out, epochs, seed, threads),
     };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {}", ddpm_io::cli::one_line(&e.to_string()));
-            ExitCode::from(if e.is_bad_input() { 2 } else { 1 })
-        }
-    }
+    ddpm_io::cli::main("info", true, run, |e: &TrainError| if e.is_bad_input() { 2 } else { 1 })
 }

@@ -37,14 +37,14 @@ impl Ddim {
     /// The chain of `steps` timesteps that `params` describe, with DDIM's `eta` (0:
     /// deterministic, 1: DDPM-like noise).
     pub fn new(params: &DdimParams, steps: usize, eta: f64) -> Result<Self> {
-        let t_count = params.schedule.num_train_timesteps();
-        let timesteps = ddpm_timesteps(params.timestep_spacing, t_count, steps, params.steps_offset)?;
+        let t_count = params.chain.schedule.num_train_timesteps();
+        let timesteps = ddpm_timesteps(params.chain.timestep_spacing, t_count, steps, params.chain.steps_offset)?;
         Ok(Self {
             step_ratio: (t_count / steps) as i64,
-            schedule: params.schedule.clone(),
+            schedule: params.chain.schedule.clone(),
             timesteps,
-            prediction: params.prediction_type,
-            clamp: params.clamp,
+            prediction: params.chain.prediction_type,
+            clamp: params.chain.clamp,
             final_alpha_cumprod: params.final_alpha_cumprod,
             eta,
             scratch: Vec::new(),

@@ -36,12 +36,13 @@ pub struct Ddpm {
 impl Ddpm {
     /// The chain of `steps` timesteps that `params` describe.
     pub fn new(params: &DdpmParams, steps: usize) -> Result<Self> {
-        let timesteps = ddpm_timesteps(params.timestep_spacing, params.schedule.num_train_timesteps(), steps, params.steps_offset)?;
+        let timesteps =
+            ddpm_timesteps(params.chain.timestep_spacing, params.chain.schedule.num_train_timesteps(), steps, params.chain.steps_offset)?;
         Ok(Self {
-            schedule: params.schedule.clone(),
+            schedule: params.chain.schedule.clone(),
             timesteps,
-            prediction: params.prediction_type,
-            clamp: params.clamp,
+            prediction: params.chain.prediction_type,
+            clamp: params.chain.clamp,
             variance_type: params.variance_type,
             scratch: Vec::new(),
         })

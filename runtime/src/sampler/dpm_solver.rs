@@ -47,14 +47,19 @@ impl DpmSolverPP {
     /// # Ok::<(), ddpm_runtime::Error>(())
     /// ```
     pub fn new(params: &DpmSolverParams, steps: usize) -> Result<Self> {
-        let mut alphas_cumprod = params.schedule.alphas_cumprod().to_vec();
+        let mut alphas_cumprod = params.chain.schedule.alphas_cumprod().to_vec();
         if params.zero_terminal_snr {
             // Zero terminal SNR makes sigma infinite; diffusers nudges it, so do we.
             if let Some(last) = alphas_cumprod.last_mut() {
                 *last = 2f64.powi(-24);
             }
         }
-        let timesteps = dpm_solver_timesteps(params.timestep_spacing, params.schedule.num_train_timesteps(), steps, params.steps_offset)?;
+        let timesteps = dpm_solver_timesteps(
+            params.chain.timestep_spacing,
+            params.chain.schedule.num_train_timesteps(),
+            steps,
+            params.chain.steps_offset,
+        )?;
         let mut sigmas: Vec<f64> = timesteps
             .iter()
             .map(|&t| {
@@ -66,8 +71,8 @@ impl DpmSolverPP {
         Ok(Self {
             timesteps,
             sigmas,
-            prediction: params.prediction_type,
-            clamp: params.clamp,
+            prediction: params.chain.prediction_type,
+            clamp: params.chain.clamp,
             order: params.solver_order,
             x0: Vec::new(),
             prev_x0: Vec::new(),

@@ -175,6 +175,63 @@ impl Schedule {
         ((ab_prev.sqrt() * beta_t) / (1.0 - ab_t), alpha_t.sqrt() * (1.0 - ab_prev) / (1.0 - ab_t))
     }
 
+    /// beta~_t = (1 - ab_{t-1}) / (1 - ab_t) beta_t, the variance of q(x_{t-1} | x_t, x_0)
+    /// (Ho et al., eq. 7); 0 at t = 0.
+    pub fn posterior_variance(&self, t: i64) -> f64 {
+        let (ab_t, ab_prev) = (self.alpha_bar(t), self.alpha_bar(t - 1));
+        (1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev)
+    }
+
+    /// log beta~_t with the first entry replaced by the second (log 0 is not a
+    /// log-variance): improved-diffusion's `posterior_log_variance_clipped`, the convention
+    /// the variational bound follows here.
+    ///
+    /// ```
+    /// let s = ddpm_runtime::Schedule::from_config(&ddpm_runtime::SchedulerConfig::paper())?;
+    /// assert_eq!(s.posterior_log_variance_clipped(0), s.posterior_log_variance_clipped(1));
+    /// assert!((s.posterior_log_variance_clipped(1) - s.posterior_variance(1).ln()).abs() < 1e-12);
+    /// # Ok::<(), ddpm_runtime::Error>(())
+    /// ```
+    pub fn posterior_log_variance_clipped(&self, t: i64) -> f64 {
+        let t = if t == 0 && self.betas.len() > 1 { 1 } else { t };
+        self.posterior_variance(t).ln()
+    }
+
+    /// The log-variance of p(x_{t-1} | x_t) for a fixed variance type, as the bound uses it
+    /// (improved-diffusion): fixed_small the clipped posterior log-variance; fixed_large
+    /// log beta_t, with beta~_1 at t = 0. None for a learned variance (the model's output
+    /// gives it: [`Schedule::learned_log_variance`]).
+    pub fn fixed_log_variance(&self, t: i64, variance_type: VarianceType) -> Option<f64> {
+        match variance_type {
+            VarianceType::FixedSmall | VarianceType::FixedSmallLog => Some(self.posterior_log_variance_clipped(t)),
+            VarianceType::FixedLarge | VarianceType::FixedLargeLog => {
+                Some(if t == 0 && self.betas.len() > 1 { self.posterior_variance(1).ln() } else { self.betas[t as usize].ln() })
+            }
+            VarianceType::Learned | VarianceType::LearnedRange => None,
+        }
+    }
+
+    /// The log-variance of p(x_{t-1} | x_t) from the model's variance output `v`:
+    /// `learned_range`, frac = (v + 1) / 2 interpolates between the clipped posterior
+    /// log-variance and log beta_t (Nichol & Dhariwal 2021, eq. 15); `learned`, v is the
+    /// variance itself, as diffusers' DDPMScheduler reads it (floored at 1e-20).
+    pub fn learned_log_variance(&self, t: i64, variance_type: VarianceType, v: f64) -> f64 {
+        match variance_type {
+            VarianceType::LearnedRange => {
+                let (min_log, max_log) = self.learned_range_bounds(t);
+                let frac = (v + 1.0) / 2.0;
+                frac * max_log + (1.0 - frac) * min_log
+            }
+            _ => v.max(1e-20).ln(),
+        }
+    }
+
+    /// (min, max) log-variance of `learned_range` at `t`: the clipped posterior
+    /// log-variance and log beta_t.
+    pub fn learned_range_bounds(&self, t: i64) -> (f64, f64) {
+        (self.posterior_log_variance_clipped(t), self.betas[t as usize].ln())
+    }
+
     /// q(x_t | x_0): x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) noise, with one timestep per
     /// batch item. `x0` and `noise` are [B, ...] flattened, `t` has B entries.
     pub fn add_noise(&self, x0: &[f32], noise: &[f32], t: &[i64]) -> Result<Vec<f32>> {

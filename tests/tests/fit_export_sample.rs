@@ -44,7 +44,7 @@ fn fit_then_export_then_sample() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let config = UNetConfig::from_json_str(TINY, "tiny").unwrap();
-    let mut options = preset("digits").unwrap().1;
+    let mut options = preset("digits").unwrap().options;
     (options.steps, options.batch_size, options.save_every, options.sample_every, options.warmup, options.lr) = (300, 16, 300, 0, 20, 2e-3);
     let spec = FitSpec {
         run: run.clone(),

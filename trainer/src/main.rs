@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ddpm_models::UNetConfig;
-use ddpm_runtime::SchedulerConfig;
-use ddpm_trainer::options::{preset, TrainOptions};
+use ddpm_runtime::{SchedulerConfig, VarianceType};
+use ddpm_trainer::options::{preset, Loss, Preset, TimestepSampling, TrainOptions};
 use ddpm_trainer::train::{fit, FitSpec, Outcome, RunDir, INTERRUPTED};
 use ddpm_trainer::{data, TrainError};
 
@@ -37,7 +37,9 @@ struct FitArgs {
     /// A UNet2DModel config.json.
     #[arg(long, conflicts_with = "preset")]
     config: Option<PathBuf>,
-    /// digits (28x28, class-conditional) or cifar10 (the DDPM paper's network and hyper-parameters).
+    /// digits (28x28, class-conditional), digits-hybrid (the same with learned variances,
+    /// the cosine schedule and L_hybrid) or cifar10 (the DDPM paper's network and
+    /// hyper-parameters).
     #[arg(long)]
     preset: Option<String>,
     /// A DDPMScheduler scheduler_config.json [default: the paper's linear schedule, T = 1000].
@@ -61,6 +63,13 @@ struct FitArgs {
     weight_decay: Option<f64>,
     #[arg(long, allow_hyphen_values = true)]
     seed: Option<u64>,
+    /// The objective: simple (L_simple), hybrid (L_simple + 0.001 L_vlb, for learned
+    /// variances) or vlb [default: the preset's; simple for digits and cifar10].
+    #[arg(long, value_parser = named::<Loss>(Loss::NAMES))]
+    loss: Option<Loss>,
+    /// How t is drawn: uniform, or importance (for L_vlb, from the last 10 losses at each t).
+    #[arg(long, value_parser = named::<TimestepSampling>(TimestepSampling::NAMES))]
+    timestep_sampling: Option<TimestepSampling>,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
     /// Checkpoint every K steps.
@@ -88,6 +97,17 @@ struct FitArgs {
     /// The most memory a request may use (e.g. 8G) [default: 80% of the machine's memory].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_memory: Option<u64>,
+}
+
+/// A clap parser for a named enum: its names are the possible values (shown in --help).
+fn named<T: std::str::FromStr + Clone + Send + Sync + 'static>(
+    names: &'static [&'static str],
+) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T::Err: std::fmt::Display,
+{
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<T>().map_err(|e| e.to_string()))
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -170,16 +190,44 @@ fn usage(msg: impl Into<String>) -> TrainError {
     TrainError::Usage(msg.into())
 }
 
-/// The paper's schedule as the DDPMScheduler config a new run writes: with the keys
-/// diffusers writes for that class (clip_sample_range, timestep_spacing, steps_offset).
-fn paper_scheduler_json() -> String {
-    SchedulerConfig {
-        clip_sample_range: Some(1.0),
-        timestep_spacing: Some(ddpm_runtime::TimestepSpacing::Leading),
-        steps_offset: Some(0),
-        ..SchedulerConfig::paper()
+/// The network's outputs, the variance type and the objective must agree: a learned
+/// variance is a second set of C output channels that only L_vlb trains.
+fn check_objective(config: &UNetConfig, sched: &SchedulerConfig, o: &TrainOptions) -> Result<(), TrainError> {
+    let variance = sched.variance_type.unwrap_or(VarianceType::FixedSmall);
+    let (c, out) = (config.in_channels, config.out_channels);
+    if variance == VarianceType::Learned {
+        return Err(usage(
+            "variance_type learned: the trainer learns variances as learned_range (an interpolation that stays in range); use variance_type learned_range",
+        ));
     }
-    .to_json_string("DDPMScheduler")
+    if variance.is_learned() {
+        if out != 2 * c {
+            return Err(usage(format!(
+                "config key `out_channels`: found {out}, expected {} (variance_type {variance} learns a variance per input channel beside the noise prediction)",
+                2 * c
+            )));
+        }
+        if o.loss == Loss::Simple {
+            return Err(usage(format!(
+                "--loss simple: variance_type {variance} needs --loss hybrid or vlb (L_simple does not train the variance)"
+            )));
+        }
+    } else {
+        if out != c {
+            return Err(usage(format!(
+                "config key `out_channels`: found {out}, expected {c} (one noise prediction per input channel; a variance is learned only with variance_type learned or learned_range)"
+            )));
+        }
+        if o.loss == Loss::Hybrid {
+            return Err(usage(format!(
+                "--loss hybrid: variance_type {variance} is fixed, and L_hybrid's L_vlb term trains only the variance; use --loss simple or vlb, or a learned variance"
+            )));
+        }
+    }
+    if o.timestep_sampling == TimestepSampling::Importance && o.loss == Loss::Simple {
+        return Err(usage("--timestep-sampling importance: samples t for L_vlb; use it with --loss hybrid or vlb"));
+    }
+    Ok(())
 }
 
 /// Checks every hyper-parameter before anything is written.
@@ -239,7 +287,8 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     let given = match (&a.config, &a.preset) {
         (Some(path), None) => {
             let config = UNetConfig::from_file(path)?;
-            Some((config, TrainOptions { steps: 10_000, ..preset("digits")?.1 }))
+            let digits = preset("digits")?;
+            Some(Preset { config, options: TrainOptions { steps: 10_000, ..digits.options }, ..digits })
         }
         (None, Some(name)) => Some(preset(name)?),
         _ => None,
@@ -247,7 +296,7 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     let (config, mut options, scheduler_json, threads) = match &resumed {
         Some(r) => {
             let config = UNetConfig::from_file(&a.out.join("unet/config.json"))?;
-            if let Some((given_config, _)) = &given {
+            if let Some(Preset { config: given_config, .. }) = &given {
                 if *given_config != config {
                     return Err(usage(format!(
                         "{}: the network of --{} differs from the run's own ({}); a resumed run keeps its network",
@@ -273,14 +322,14 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
             (config, r.options.clone(), text, a.threads.unwrap_or(r.threads))
         }
         None => {
-            let Some((config, options)) = given else {
+            let Some(Preset { config, options, scheduler }) = given else {
                 return Err(usage(if a.resume {
                     format!(
-                        "--resume: {} holds no run to continue; give --config FILE or --preset NAME (digits, cifar10) to start one",
+                        "--resume: {} holds no run to continue; give --config FILE or --preset NAME (digits, digits-hybrid, cifar10) to start one",
                         a.out.display()
                     )
                 } else {
-                    "give --config FILE or --preset NAME (digits, cifar10)".to_string()
+                    "give --config FILE or --preset NAME (digits, digits-hybrid, cifar10)".to_string()
                 }));
             };
             let text = match &a.scheduler_config {
@@ -289,7 +338,8 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
                     SchedulerConfig::from_json_str(&text, &p.display().to_string())?;
                     text
                 }
-                None => paper_scheduler_json(),
+                // The preset's schedule (the paper's for digits and cifar10).
+                None => scheduler.to_json_string("DDPMScheduler"),
             };
             let threads = a.threads.unwrap_or_else(|| ddpm_runtime::sys::physical_cores() as i32);
             (config, options, text, threads)
@@ -310,7 +360,7 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
             }
         )* };
     }
-    flag!(batch_size, lr, warmup, ema_decay, grad_clip, weight_decay, seed);
+    flag!(batch_size, lr, warmup, ema_decay, grad_clip, weight_decay, seed, loss, timestep_sampling);
     if a.flip && !options.flip {
         if resumed.is_some() {
             return Err(usage(format!(
@@ -343,12 +393,7 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     if !(config.in_channels == 1 || config.in_channels == 3) {
         return Err(usage(format!("config key `in_channels`: found {}, expected 1 (grayscale) or 3 (RGB)", config.in_channels)));
     }
-    if config.out_channels != config.in_channels {
-        return Err(usage(format!(
-            "config key `out_channels`: found {}, expected {} (L_simple trains a noise prediction per input channel; learned variances are not trained here)",
-            config.out_channels, config.in_channels
-        )));
-    }
+    check_objective(&config, &sched, &options)?;
     // Memory: weights, gradients, EMA and two Adam moments, and a batch's activations
     // (a generous bound: every level's width at full resolution, a few tensors each).
     let params = ddpm_models::parameter_count(&config)?;

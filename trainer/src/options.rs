@@ -1,9 +1,52 @@
 //! Training hyper-parameters and the presets.
 
 use ddpm_models::UNetConfig;
+use ddpm_runtime::{BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing, VarianceType};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+
+ddpm_runtime::named_enum! {
+    /// The training objective (`--loss`).
+    #[derive(Default)]
+    pub enum Loss {
+        /// L_simple: || target - model(x_t, t) ||^2 (Ho et al. 2020, eq. 14).
+        #[default]
+        Simple => "simple",
+        /// L_hybrid = L_simple + lambda L_vlb, lambda = 0.001, the mean's gradient stopped
+        /// inside L_vlb so that L_vlb trains the variance (Nichol & Dhariwal 2021, eq. 16).
+        Hybrid => "hybrid",
+        /// L_vlb alone (mean and variance).
+        Vlb => "vlb",
+    }
+}
+
+ddpm_runtime::named_enum! {
+    /// How the timestep of each training image is drawn (`--timestep-sampling`).
+    #[derive(Default)]
+    pub enum TimestepSampling {
+        /// Uniform over 0..T.
+        #[default]
+        Uniform => "uniform",
+        /// Importance sampling for L_vlb: p_t proportional to sqrt(E[L_t^2]) over the last 10
+        /// losses at each t, uniform until every t has 10 (Nichol & Dhariwal 2021, eq. 17).
+        Importance => "importance",
+    }
+}
+
+impl std::str::FromStr for Loss {
+    type Err = TrainError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::from_name(s).ok_or_else(|| TrainError::Usage(format!("--loss {s}: expected {}", Self::expected())))
+    }
+}
+
+impl std::str::FromStr for TimestepSampling {
+    type Err = TrainError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::from_name(s).ok_or_else(|| TrainError::Usage(format!("--timestep-sampling {s}: expected {}", Self::expected())))
+    }
+}
 
 /// What a run was started with (saved in train_state; resumed runs keep it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,16 +64,41 @@ pub struct TrainOptions {
     pub sample_every: u64,
     /// DDIM steps of the preview grids.
     pub preview_steps: usize,
+    /// The objective (runs saved before it existed trained with L_simple).
+    #[serde(default)]
+    pub loss: Loss,
+    #[serde(default)]
+    pub timestep_sampling: TimestepSampling,
 }
 
-/// A preset: network and hyper-parameters.
-pub fn preset(name: &str) -> Result<(UNetConfig, TrainOptions)> {
+/// A preset: the network, the schedule and the hyper-parameters of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preset {
+    pub config: UNetConfig,
+    pub scheduler: SchedulerConfig,
+    pub options: TrainOptions,
+}
+
+/// The DDPM paper's schedule as the DDPMScheduler config a new run writes: with the keys
+/// diffusers writes for that class (clip_sample_range, timestep_spacing, steps_offset).
+pub fn paper_scheduler() -> SchedulerConfig {
+    SchedulerConfig {
+        clip_sample_range: Some(1.0),
+        timestep_spacing: Some(TimestepSpacing::Leading),
+        steps_offset: Some(0),
+        ..SchedulerConfig::paper()
+    }
+}
+
+/// A preset by name: `digits`, `digits-hybrid` or `cifar10`.
+pub fn preset(name: &str) -> Result<Preset> {
     match name {
         // Ho et al. 2020, Appendix B: lr 2e-4, batch 128, 5000 warm-up steps, EMA 0.9999,
         // dropout 0.1, random horizontal flips, gradient clipping at 1.
-        "cifar10" => Ok((
-            UNetConfig::ddpm_cifar10(),
-            TrainOptions {
+        "cifar10" => Ok(Preset {
+            config: UNetConfig::ddpm_cifar10(),
+            scheduler: paper_scheduler(),
+            options: TrainOptions {
                 steps: 800_000,
                 batch_size: 128,
                 lr: 2e-4,
@@ -43,26 +111,45 @@ pub fn preset(name: &str) -> Result<(UNetConfig, TrainOptions)> {
                 save_every: 1000,
                 sample_every: 5000,
                 preview_steps: 50,
+                loss: Loss::Simple,
+                timestep_sampling: TimestepSampling::Uniform,
             },
-        )),
+        }),
         // A small class-conditional network for 28x28 digits, sized for a CPU.
-        "digits" => Ok((
-            UNetConfig::digits(),
-            TrainOptions {
-                steps: 15_000,
-                batch_size: 64,
-                lr: 5e-4,
-                warmup: 500,
-                ema_decay: 0.999,
-                grad_clip: 1.0,
-                weight_decay: 0.0,
-                seed: 0,
-                flip: false,
-                save_every: 500,
-                sample_every: 1000,
-                preview_steps: 50,
+        "digits" => Ok(Preset { config: UNetConfig::digits(), scheduler: paper_scheduler(), options: digits_options() }),
+        // The same network with improved DDPM's learned variances (Nichol & Dhariwal 2021):
+        // 2 output channels (eps and the learned_range interpolation v), the cosine
+        // schedule, L_hybrid.
+        "digits-hybrid" => Ok(Preset {
+            config: UNetConfig { out_channels: 2, ..UNetConfig::digits() },
+            scheduler: SchedulerConfig {
+                beta_schedule: Some(BetaSchedule::SquaredcosCapV2),
+                variance_type: Some(VarianceType::LearnedRange),
+                prediction_type: Some(PredictionType::Epsilon),
+                ..paper_scheduler()
             },
-        )),
-        other => Err(TrainError::Usage(format!("--preset {other}: unknown preset, expected digits or cifar10"))),
+            options: TrainOptions { loss: Loss::Hybrid, ..digits_options() },
+        }),
+        _ => Err(TrainError::Usage(format!("--preset {name}: unknown preset, expected digits, digits-hybrid or cifar10"))),
+    }
+}
+
+/// The digits presets' hyper-parameters.
+fn digits_options() -> TrainOptions {
+    TrainOptions {
+        steps: 15_000,
+        batch_size: 64,
+        lr: 5e-4,
+        warmup: 500,
+        ema_decay: 0.999,
+        grad_clip: 1.0,
+        weight_decay: 0.0,
+        seed: 0,
+        flip: false,
+        save_every: 500,
+        sample_every: 1000,
+        preview_steps: 50,
+        loss: Loss::Simple,
+        timestep_sampling: TimestepSampling::Uniform,
     }
 }

@@ -330,3 +330,61 @@ fn resumed_with_only_data_out_and_resume_the_run_keeps_its_own_options() {
         assert_eq!(latest.trim(), "step-00000060", "kill {i}: the resumed run did not end at its own 60 steps");
     }
 }
+
+/// L_hybrid with learned_range and importance-sampled timesteps (T = 10, so that the loss
+/// history fills within the run and p_t stops being uniform): a run killed mid-way and
+/// resumed ends with the same bytes as the uninterrupted run, its timestep history included.
+#[test]
+fn an_importance_sampled_hybrid_run_resumes_to_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = write_idx(tmp.path(), 40);
+    let cfg = write_config(tmp.path(), &TINY.replace("\"out_channels\": 1", "\"out_channels\": 2"));
+    let sched = tmp.path().join("scheduler_config.json");
+    std::fs::write(&sched, r#"{"num_train_timesteps": 10, "beta_schedule": "squaredcos_cap_v2", "variance_type": "learned_range"}"#)
+        .unwrap();
+    let (d, c, s) = (idx.to_str().unwrap(), cfg.to_str().unwrap(), sched.to_str().unwrap());
+    let extra = ["--scheduler-config", s, "--loss", "hybrid", "--timestep-sampling", "importance"];
+    let whole = tmp.path().join("whole");
+    let mut args = run_args(d, whole.to_str().unwrap(), c, "80");
+    args.extend(extra);
+    ok(&trainer(&args));
+    let latest = std::fs::read_to_string(whole.join("train_state/LATEST")).unwrap();
+    let history = whole.join("train_state").join(latest.trim()).join("timestep_history.json");
+    let h: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    assert!(h["per_t"].as_array().unwrap().iter().all(|l| l.as_array().unwrap().len() == 10), "the history filled up");
+
+    let killed = tmp.path().join("killed");
+    let mut args = run_args(d, killed.to_str().unwrap(), c, "80");
+    args.extend(extra);
+    let status = start_and_stop(&args, &killed, "-KILL");
+    assert!(!status.success());
+    let mut resume = args.clone();
+    resume.push("--resume");
+    ok(&trainer(&resume));
+    same_run(&whole, &killed);
+    let p = Path::new("train_state").join(latest.trim()).join("timestep_history.json");
+    assert!(std::fs::read(whole.join(&p)).unwrap() == std::fs::read(killed.join(&p)).unwrap(), "the timestep history differs");
+    let scheduler = std::fs::read_to_string(whole.join("scheduler/scheduler_config.json")).unwrap();
+    assert!(scheduler.contains("\"variance_type\": \"learned_range\""), "{scheduler}");
+}
+
+#[test]
+fn objectives_that_do_not_fit_the_network_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = write_idx(tmp.path(), 8);
+    let i = idx.to_str().unwrap();
+    let one = write_config(tmp.path(), TINY);
+    let two_dir = tmp.path().join("two");
+    std::fs::create_dir_all(&two_dir).unwrap();
+    let two = write_config(&two_dir, &TINY.replace("\"out_channels\": 1", "\"out_channels\": 2"));
+    let learned = tmp.path().join("learned.json");
+    std::fs::write(&learned, r#"{"variance_type": "learned_range"}"#).unwrap();
+    let out = tmp.path().join("run");
+    let (o, c1, c2, l) = (out.to_str().unwrap(), one.to_str().unwrap(), two.to_str().unwrap(), learned.to_str().unwrap());
+    bad(&["fit", "--data", i, "--out", o, "--config", c2, "--scheduler-config", l], "--loss simple");
+    bad(&["fit", "--data", i, "--out", o, "--config", c1, "--scheduler-config", l, "--loss", "hybrid"], "out_channels");
+    bad(&["fit", "--data", i, "--out", o, "--config", c1, "--loss", "hybrid"], "--loss hybrid");
+    bad(&["fit", "--data", i, "--out", o, "--config", c1, "--timestep-sampling", "importance"], "importance");
+    bad(&["fit", "--data", i, "--out", o, "--config", c1, "--loss", "kl"], "kl");
+    assert!(!out.exists(), "nothing was written");
+}

@@ -26,6 +26,8 @@ pub(super) struct Batch {
     pub(super) labels: Vec<i64>,
     pub(super) t: Vec<i64>,
     pub(super) noise: Vec<f32>,
+    /// Per-image loss weights: 1 / (T p_t) under importance sampling, else 1.
+    pub(super) weights: Vec<f64>,
 }
 
 /// Draws the batches of a run: epochs walk the data in a seeded order.
@@ -44,8 +46,9 @@ impl<'d> Batches<'d> {
         Self { data, seed, batch_size, flip, t_count, order_epoch: u64::MAX, order: Vec::new() }
     }
 
-    /// The batch of step `step` (0-based).
-    pub(super) fn at(&mut self, step: u64) -> Batch {
+    /// The batch of step `step` (0-based); t uniform, or drawn from `p` (importance
+    /// sampling).
+    pub(super) fn at(&mut self, step: u64, p: Option<&[f64]>) -> Batch {
         let (b, per) = (self.batch_size, self.data.item_len());
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         rng.set_stream(step + 1);
@@ -65,8 +68,16 @@ impl<'d> Batches<'d> {
                 labels.push(l[idx]);
             }
         }
-        let t = (0..b).map(|_| rng.random_range(0..self.t_count)).collect();
+        let (t, weights): (Vec<i64>, Vec<f64>) = match p {
+            None => ((0..b).map(|_| rng.random_range(0..self.t_count)).collect(), vec![1.0; b]),
+            Some(p) => (0..b)
+                .map(|_| {
+                    let t = super::timesteps::draw(p, &mut rng);
+                    (t, 1.0 / (p.len() as f64 * p[t as usize]))
+                })
+                .unzip(),
+        };
         let noise = (0..b * per).map(|_| rng.sample(rand_distr::StandardNormal)).collect();
-        Batch { item: [self.data.channels, self.data.height, self.data.width], x0, labels, t, noise }
+        Batch { item: [self.data.channels, self.data.height, self.data.width], x0, labels, t, noise, weights }
     }
 }

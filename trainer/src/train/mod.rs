@@ -44,6 +44,8 @@ mod batch;
 mod report;
 mod run;
 mod step;
+mod timesteps;
+pub(crate) mod vlb;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -59,12 +61,13 @@ use tch::Device;
 use crate::data::Dataset;
 use crate::error::{Result, TrainError};
 use crate::optim::AdamW;
-use crate::options::TrainOptions;
+use crate::options::{Loss, TrainOptions};
 use batch::Batches;
 use report::Report;
 pub use run::{init_weights, ResumeState, RunDir};
 use run::{io_err, read_loss_csv, write_loss_csv, Checkpointer, StartState};
 use step::Trainee;
+use vlb::VlbConstants;
 
 /// Trains (or resumes) a run. Returns how it ended; a NaN loss is an error that keeps the
 /// last good checkpoint.
@@ -77,7 +80,17 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
     let device = spec.device;
 
     // 1. state: fresh or from the last checkpoint
-    let state = StartState::load(spec.resume.as_ref(), &spec.config, options.seed, spec.threads)?;
+    let t_count = schedule.num_train_timesteps();
+    let mut state = StartState::load(spec.resume.as_ref(), &spec.config, options, t_count, spec.threads)?;
+    let vlb = match options.loss {
+        Loss::Simple => None,
+        _ => Some(VlbConstants::new(
+            &schedule,
+            spec.scheduler.variance_type.unwrap_or(ddpm_runtime::VarianceType::FixedSmall),
+            prediction,
+            device,
+        )?),
+    };
     let start = state.step;
     let params = weights_to_tensors(&state.params, device, true)?;
     let mut opt = AdamW::new(&params, options.weight_decay)?;
@@ -93,14 +106,14 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
         None => vec![],
     };
     if start == 0 {
-        ckpt.save(0, &trainee.params, &trainee.ema, &trainee.opt, &rows)?;
+        ckpt.save(0, &trainee.params, &trainee.ema, &trainee.opt, &rows, state.history.as_ref())?;
         write_loss_csv(&loss_path, &rows)?;
     }
     let samples_dir = run.0.join("samples");
     std::fs::create_dir_all(&samples_dir).map_err(|e| io_err(&samples_dir, e))?;
 
     // 2. the loop
-    let mut batches = Batches::new(&spec.data, options.seed, options.batch_size, options.flip, schedule.num_train_timesteps() as i64);
+    let mut batches = Batches::new(&spec.data, options.seed, options.batch_size, options.flip, t_count as i64);
     let report = Report::new(start, options.steps, options.batch_size);
     let mut step = start;
     let mut after_first: Option<Instant> = None;
@@ -110,8 +123,9 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
             after_first = Some(Instant::now());
         }
         // 2a. the batch, 2b. the optimisation step
-        let batch = batches.at(step);
-        let (loss, lr) = trainee.step(&batch, step, &schedule, prediction, options)?;
+        let p = state.history.as_ref().map(|h| h.probabilities());
+        let batch = batches.at(step, p.as_deref());
+        let (loss, lr, per_image) = trainee.step(&batch, step, &schedule, prediction, options, vlb.as_ref())?;
         if !loss.is_finite() {
             report.finish();
             return Err(TrainError::Diverged(format!(
@@ -119,6 +133,9 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
                 step + 1,
                 run.latest().map(|p| p.display().to_string()).unwrap_or_default()
             )));
+        }
+        if let Some(h) = state.history.as_mut() {
+            h.update(&batch.t, &per_image);
         }
         step += 1;
         rows.push((step, loss, lr));
@@ -128,7 +145,7 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
         report.step(step, loss);
         let interrupted = stop.load(Ordering::SeqCst);
         if step % options.save_every == 0 || step == options.steps || interrupted {
-            ckpt.save(step, &trainee.params, &trainee.ema, &trainee.opt, &rows)?;
+            ckpt.save(step, &trainee.params, &trainee.ema, &trainee.opt, &rows, state.history.as_ref())?;
             write_loss_csv(&loss_path, &rows)?;
             let pairs: Vec<(u64, f64)> = rows.iter().map(|r| (r.0, r.1)).collect();
             crate::plot::write_loss_png(&run.0.join("loss.png"), &pairs)?;

@@ -10,9 +10,10 @@ use ddpm_models::weights::{read_safetensors, write_safetensors};
 use ddpm_models::{parameter_list, UNetCheckpoint, UNetConfig, Weights};
 use tch::Tensor;
 
+use super::timesteps::LossHistory;
 use crate::error::{Result, TrainError};
 use crate::optim::AdamW;
-use crate::options::TrainOptions;
+use crate::options::{TimestepSampling, TrainOptions};
 
 /// The run folder (DESIGN.md): unet/, scheduler/, train_state/, loss.csv, samples/.
 pub struct RunDir(pub PathBuf);
@@ -167,16 +168,26 @@ pub(super) struct StartState {
     pub(super) params: Weights,
     pub(super) ema: Weights,
     pub(super) moments: Option<(Weights, Weights)>,
+    /// The losses importance sampling draws t from (--timestep-sampling importance).
+    pub(super) history: Option<LossHistory>,
 }
 
 impl StartState {
     /// The state of the checkpoint `resume` names, every tensor checked against the network
     /// of `config` (present, of its shape, finite); a fresh initialisation from `seed` when
     /// there is none.
-    pub(super) fn load(resume: Option<&ResumeState>, config: &UNetConfig, seed: u64, threads: i32) -> Result<Self> {
+    pub(super) fn load(
+        resume: Option<&ResumeState>,
+        config: &UNetConfig,
+        options: &TrainOptions,
+        t_count: usize,
+        threads: i32,
+    ) -> Result<Self> {
+        let importance = options.timestep_sampling == TimestepSampling::Importance;
         let Some(r) = resume else {
-            let w = init_weights(config, seed)?;
-            return Ok(Self { step: 0, params: w.clone(), ema: w, moments: None });
+            let w = init_weights(config, options.seed)?;
+            let history = importance.then(|| LossHistory::new(t_count));
+            return Ok(Self { step: 0, params: w.clone(), ema: w, moments: None, history });
         };
         let dir = &r.dir;
         if r.threads != threads {
@@ -218,7 +229,8 @@ impl StartState {
                 }
             }
         }
-        Ok(Self { step: r.step, params, ema, moments: Some((m, v)) })
+        let history = if importance { Some(LossHistory::load(dir, t_count)?) } else { None };
+        Ok(Self { step: r.step, params, ema, moments: Some((m, v)), history })
     }
 }
 
@@ -288,6 +300,7 @@ impl Checkpointer<'_> {
         ema: &BTreeMap<String, Tensor>,
         opt: &AdamW,
         rows: &[(u64, f64, f64)],
+        history: Option<&LossHistory>,
     ) -> Result<()> {
         let state = self.run.state();
         std::fs::create_dir_all(&state).map_err(|e| io_err(&state, e))?;
@@ -316,6 +329,9 @@ impl Checkpointer<'_> {
             let json = serde_json::to_string_pretty(&StateJson { step, options: self.options.clone(), threads: self.threads })
                 .map_err(|e| TrainError::Io(e.to_string()))?;
             ddpm_io::files::write_atomically(tmp.join("state.json"), |w| w.write_all(json.as_bytes()))?;
+            if let Some(h) = history {
+                h.save(tmp)?;
+            }
             // The loss history travels with the checkpoint, so that a run killed between the
             // checkpoint and the top-level loss.csv loses no row.
             write_loss_csv(&tmp.join("loss.csv"), rows)

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use ddpm_io::npy::read_npy;
 use ddpm_runtime::{ClassLabels, Denoiser, ExecutionProvider, OnnxDenoiser, Precision, SamplerKind, TimestepSpacing};
 
+mod nll;
 mod output;
 mod pretrained;
 
@@ -32,6 +33,9 @@ enum Command {
     /// What this machine offers: the ONNX Runtime library, execution providers, CPU
     /// features, usable precisions, the model cache and the built-in model (for bug reports).
     Info(InfoArgs),
+    /// The variational bound on the negative log-likelihood (Ho et al. 2020, eq. 5) of a set
+    /// of real images, in bits/dim, term by term, and the rate-distortion curve.
+    Nll(nll::NllArgs),
 }
 
 #[derive(clap::Args)]
@@ -384,6 +388,7 @@ fn main() -> ExitCode {
             Command::Sample(args) => sample(args),
             Command::Eval(args) => eval(args),
             Command::Info(args) => info(args),
+            Command::Nll(args) => nll::nll(args),
         }
         .map(|()| ExitCode::SUCCESS)
         .map_err(Chain)

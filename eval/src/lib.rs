@@ -216,19 +216,77 @@ pub fn evaluate(extractor: &mut FeatureExtractor, samples: &[f32], n_samples: us
     Ok(Report { n_samples, n_real, fid, confidence, class_entropy, predicted })
 }
 
+/// A set of real images [N, C, H, W] in [-1, 1], with their class labels when the set has
+/// them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSet {
+    pub data: Vec<f32>,
+    pub shape: [usize; 4],
+    /// From the IDX label file beside the images, a CIFAR-10 batch, or class sub-folders
+    /// of PNGs (their sorted names are labels 0, 1, ...).
+    pub labels: Option<Vec<i64>>,
+    /// Where the labels come from, for messages ("test-labels-idx1-ubyte.gz").
+    pub labels_source: Option<String>,
+}
+
 /// Loads an image set as [n, C, H, W] in [-1, 1]: a float32 .npy (values as the sampler
 /// left them), a folder of PNGs, or an MNIST IDX images file (plain or .gz).
 pub fn load_images(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
+    let set = load_image_set(path)?;
+    Ok((set.data, set.shape))
+}
+
+fn bytes_to_unit(bytes: &[u8]) -> Vec<f32> {
+    bytes.iter().map(|&p| p as f32 / 127.5 - 1.0).collect()
+}
+
+/// The PNGs of a folder, sorted.
+fn pngs_in(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads an image set with its labels: what [`load_images`] reads, plus class sub-folders
+/// of PNGs and CIFAR-10 batches (a `.bin` file, or a folder of `data_batch_*.bin` or
+/// `test_batch.bin`).
+///
+/// ```no_run
+/// let set = ddpm_eval::load_image_set(std::path::Path::new("data/mnist/test-images-idx3-ubyte.gz"))?;
+/// assert_eq!(set.labels.as_ref().map(Vec::len), Some(set.shape[0]));
+/// # Ok::<(), ddpm_runtime::Error>(())
+/// ```
+pub fn load_image_set(path: &Path) -> Result<ImageSet> {
+    let unlabeled = |data, shape| ImageSet { data, shape, labels: None, labels_source: None };
     if path.is_dir() {
-        let mut files: Vec<_> = std::fs::read_dir(path)
-            .map_err(|e| Error::io(path, e))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
-            .collect();
-        files.sort();
+        let cifar = ddpm_io::cifar::batches_in(path);
+        if !cifar.is_empty() {
+            return cifar_set(&cifar);
+        }
+        let flat = pngs_in(path)?;
+        let mut classes: Vec<std::path::PathBuf> =
+            std::fs::read_dir(path).map_err(|e| Error::io(path, e))?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        classes.sort();
+        let (files, labels): (Vec<std::path::PathBuf>, Option<Vec<i64>>) = if flat.is_empty() && !classes.is_empty() {
+            let mut files = Vec::new();
+            let mut labels = Vec::new();
+            for (k, dir) in classes.iter().enumerate() {
+                for f in pngs_in(dir)? {
+                    files.push(f);
+                    labels.push(k as i64);
+                }
+            }
+            (files, Some(labels))
+        } else {
+            (flat, None)
+        };
         if files.is_empty() {
-            return Err(Error::bad_file(path, "no .png files in this folder"));
+            return Err(Error::bad_file(path, "no .png files in this folder (nor in class sub-folders)"));
         }
         let mut data = Vec::new();
         let mut dims: Option<[usize; 3]> = None;
@@ -247,7 +305,8 @@ pub fn load_images(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
             data.extend(pixels);
         }
         let [c, h, w] = dims.unwrap_or([0, 0, 0]);
-        return Ok((data, [files.len(), c, h, w]));
+        let labels_source = labels.as_ref().map(|_| format!("the class sub-folders of {}", path.display()));
+        return Ok(ImageSet { data, shape: [files.len(), c, h, w], labels, labels_source });
     }
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     if name.ends_with(".npy") {
@@ -255,21 +314,43 @@ pub fn load_images(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
         if shape.len() != 4 {
             return Err(Error::Shape { name: path.display().to_string(), found: format!("{shape:?}"), expected: "[N, C, H, W]".into() });
         }
-        return Ok((data, [shape[0], shape[1], shape[2], shape[3]]));
+        return Ok(unlabeled(data, [shape[0], shape[1], shape[2], shape[3]]));
+    }
+    if name.ends_with(".bin") {
+        return cifar_set(&[path.to_path_buf()]);
     }
     if name.contains("idx3") {
         // Decompressed no further than the memory limit allows (a gzip bomb stops there).
         let (limit, _) = ddpm_io::limits::memory_limit();
-        let idx = ddpm_io::idx::read_idx(path, 3, (4u64 << 30).min(limit / 5), "IDX images file")?;
+        let max = (4u64 << 30).min(limit / 5);
+        let idx = ddpm_io::idx::read_idx(path, 3, max, "IDX images file")?;
         let [n, h, w] = [idx.dims[0], idx.dims[1], idx.dims[2]];
         ddpm_io::limits::check_memory(
             &format!("{}: {n} images of {h}x{w} as float32", path.display()),
             ddpm_io::limits::bytes_of(&[n, h, w], 4),
         )?;
-        let data = idx.data.iter().map(|&p| p as f32 / 127.5 - 1.0).collect();
-        return Ok((data, [n, 1, h, w]));
+        let (labels, labels_source) = match ddpm_io::idx::labels_beside(path) {
+            Some(lp) => {
+                let l = ddpm_io::idx::read_idx(&lp, 1, max, "IDX labels file")?;
+                if l.dims[0] != n {
+                    return Err(Error::bad_file(&lp, format!("{} labels, expected {n} (one per image of {})", l.dims[0], path.display())));
+                }
+                (Some(l.data.iter().map(|&v| v as i64).collect()), Some(lp.display().to_string()))
+            }
+            None => (None, None),
+        };
+        return Ok(ImageSet { data: bytes_to_unit(&idx.data), shape: [n, 1, h, w], labels, labels_source });
     }
-    Err(Error::bad_file(path, "expected a .npy file, a folder of PNGs, or an IDX images file"))
+    Err(Error::bad_file(path, "expected a .npy file, a folder of PNGs, an IDX images file, or CIFAR-10 batches"))
+}
+
+fn cifar_set(files: &[std::path::PathBuf]) -> Result<ImageSet> {
+    let (limit, _) = ddpm_io::limits::memory_limit();
+    let (pixels, labels) = ddpm_io::cifar::read_batches(files, limit / 5)?;
+    let n = labels.len();
+    ddpm_io::limits::check_memory(&format!("{n} CIFAR-10 images as float32"), ddpm_io::limits::bytes_of(&[n, 3, 32, 32], 4))?;
+    let source = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+    Ok(ImageSet { data: bytes_to_unit(&pixels), shape: [n, 3, 32, 32], labels: Some(labels), labels_source: Some(source) })
 }
 
 #[cfg(test)]

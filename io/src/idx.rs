@@ -72,6 +72,26 @@ pub fn parse_idx(bytes: &[u8], rank: usize, path: &Path) -> Result<IdxArray> {
     Ok(IdxArray { dims, data: bytes[header..].to_vec() })
 }
 
+/// The labels file beside an MNIST images file (`...images-idx3-ubyte[.gz]` ->
+/// `...labels-idx1-ubyte`, plain or gzipped), if it is there.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let images = dir.path().join("test-images-idx3-ubyte.gz");
+/// std::fs::write(dir.path().join("test-labels-idx1-ubyte.gz"), b"")?;
+/// assert_eq!(ddpm_io::idx::labels_beside(&images), Some(dir.path().join("test-labels-idx1-ubyte.gz")));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn labels_beside(images: &Path) -> Option<std::path::PathBuf> {
+    let name = images.file_name()?.to_string_lossy().to_string();
+    let labels = name.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1");
+    if labels == name {
+        return None;
+    }
+    let stem = labels.trim_end_matches(".gz").to_string();
+    [stem.clone(), format!("{stem}.gz")].into_iter().map(|n| images.with_file_name(n)).find(|p| p.is_file())
+}
+
 /// [`read_maybe_gz`] then [`parse_idx`].
 pub fn read_idx(path: &Path, rank: usize, max: u64, what: &str) -> Result<IdxArray> {
     parse_idx(&read_maybe_gz(path, max, what)?, rank, path)

@@ -17,6 +17,7 @@
 //! ```
 #![warn(clippy::unwrap_used)]
 
+pub mod cifar;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod error;
@@ -27,6 +28,8 @@ pub mod limits;
 pub mod machine;
 #[cfg(feature = "npy")]
 pub mod npy;
+#[cfg(feature = "plot")]
+pub mod plot;
 #[cfg(feature = "png")]
 pub mod png;
 

@@ -73,6 +73,21 @@ fn check_png_channels(c: usize) -> Result<()> {
     }
 }
 
+/// Writes interleaved 8-bit RGB pixels (row-major, `width` x `height`) as a PNG, atomically.
+pub fn write_rgb_png(path: &Path, rgb: &[u8], width: usize, height: usize) -> Result<()> {
+    if rgb.len() != width * height * 3 {
+        return Err(Error::InvalidArgument(format!("{} bytes for an RGB image of {width}x{height}", rgb.len())));
+    }
+    write_atomically(path, |w| {
+        let mut enc = ::png::Encoder::new(w, width as u32, height as u32);
+        enc.set_color(::png::ColorType::Rgb);
+        enc.set_depth(::png::BitDepth::Eight);
+        let mut writer = enc.write_header().map_err(std::io::Error::other)?;
+        writer.write_image_data(rgb).map_err(std::io::Error::other)?;
+        writer.finish().map_err(std::io::Error::other)
+    })
+}
+
 /// Lays [N, C, H, W] samples out in a near-square grid with a 2-pixel border: [C, GH, GW].
 pub fn grid(data: &[f32], shape: [usize; 4], cols: Option<usize>) -> (Vec<f32>, usize, usize) {
     let [n, c, h, w] = shape;

@@ -20,6 +20,7 @@
 pub mod config;
 pub mod denoiser;
 pub mod error;
+pub mod likelihood;
 mod names;
 pub mod noise;
 #[cfg(feature = "onnx")]

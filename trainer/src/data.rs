@@ -65,22 +65,10 @@ fn strip_path(msg: &str, path: &Path) -> String {
     msg.strip_prefix(&format!("{}: ", path.display())).unwrap_or(msg).to_string()
 }
 
-/// The labels file beside an MNIST images file (…images-idx3-ubyte → …labels-idx1-ubyte).
-fn idx_labels_path(images: &Path) -> Option<PathBuf> {
-    let name = images.file_name()?.to_string_lossy().to_string();
-    let labels = name.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1");
-    if labels == name {
-        return None;
-    }
-    // Plain or gzipped, whatever the images are.
-    let stem = labels.trim_end_matches(".gz").to_string();
-    [stem.clone(), format!("{stem}.gz")].into_iter().map(|n| images.with_file_name(n)).find(|p| p.is_file())
-}
-
 fn load_idx(path: &Path) -> Result<Dataset> {
     let images = ddpm_io::idx::parse_idx(&read_maybe_gz(path)?, 3, path).map_err(|e| bad(path, strip_path(&e.to_string(), path)))?;
     let [n, h, w] = [images.dims[0], images.dims[1], images.dims[2]];
-    let labels = match idx_labels_path(path) {
+    let labels = match ddpm_io::idx::labels_beside(path) {
         Some(lp) => {
             let l = ddpm_io::idx::parse_idx(&read_maybe_gz(&lp)?, 1, &lp).map_err(|e| bad(&lp, strip_path(&e.to_string(), &lp)))?;
             if l.dims[0] != n {
@@ -104,29 +92,13 @@ fn load_idx(path: &Path) -> Result<Dataset> {
 }
 
 fn load_cifar(files: &[PathBuf]) -> Result<Dataset> {
-    const REC: usize = 1 + 3072;
-    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
-    for f in files {
-        let (limit, _) = ddpm_io::limits::memory_limit();
-        let b = ddpm_io::files::read_regular_file(f, limit / 4, "CIFAR-10 batch").map_err(|e| bad(f, e.to_string()))?;
-        if b.is_empty() || b.len() % REC != 0 {
-            return Err(bad(f, format!("{} bytes, expected a multiple of {REC} (CIFAR-10 binary records)", b.len())));
-        }
-        for r in b.chunks_exact(REC) {
-            if r[0] > 9 {
-                return Err(bad(f, format!("label {} outside 0..10", r[0])));
-            }
-            labels.push(r[0] as i64);
-            pixels.extend_from_slice(&r[1..]);
-        }
-    }
-    let n = labels.len();
-    let names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+    let (limit, _) = ddpm_io::limits::memory_limit();
+    let (pixels, labels) = ddpm_io::cifar::read_batches(files, limit / 4).map_err(|e| TrainError::Data(e.to_string()))?;
     Ok(Dataset {
         pixels,
+        n: labels.len(),
         labels: Some(labels),
-        class_names: names.iter().map(|s| s.to_string()).collect(),
-        n,
+        class_names: ddpm_io::cifar::CLASSES.iter().map(|s| s.to_string()).collect(),
         channels: 3,
         height: 32,
         width: 32,

@@ -1,0 +1,116 @@
+//! `runtime nll` end to end: the bound of the exact Gaussian model (tests/fixtures/onnx/
+//! gaussian.onnx) equals the library's on the same images, its CSV and plots are written,
+//! and each bad input is exit 2 with one line.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use ddpm_runtime::likelihood::{variational_bound, BoundModel, BoundOptions, TermKind};
+use ddpm_runtime::{GaussianDenoiser, ModelShape, SchedulerConfig};
+
+fn model(name: &str) -> String {
+    format!("{}/../tests/fixtures/onnx/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn nll(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runtime")).arg("nll").args(["--threads", "1"]).args(args).env_remove("RUST_LOG").output().unwrap()
+}
+
+fn bad(args: &[&str], needle: &str) {
+    let out = nll(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {stderr}");
+    assert!(lines[0].contains(needle), "{args:?}: {:?} does not mention {needle:?}", lines[0]);
+}
+
+/// 8x8 images on the 256-level grid near the fixture's N(0.5, 0.2^2).
+fn images(n: usize) -> Vec<f32> {
+    (0..n * 64)
+        .map(|i| {
+            let u = ((i as u32).wrapping_mul(2654435761) >> 8) as f32 / 16777216.0;
+            let v = (0.5 + 0.4 * (u - 0.5)).clamp(-1.0, 1.0);
+            ((v + 1.0) * 127.5).round() / 127.5 - 1.0
+        })
+        .collect()
+}
+
+fn last_line(out: &Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_cli_bound_is_the_librarys_and_its_files_are_written() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("x.npy");
+    let n = 6;
+    let x = images(n);
+    ddpm_io::npy::write_npy(&data, &x, &[n, 1, 8, 8]).unwrap();
+    let (csv, plot, rd) = (d.path().join("terms.csv"), d.path().join("terms.png"), d.path().join("rd.png"));
+    let out = nll(&[
+        "--model",
+        &model("gaussian.onnx"),
+        "--data",
+        data.to_str().unwrap(),
+        "--t-stride",
+        "100",
+        "--batch-size",
+        "4",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+        "--rd",
+        rd.to_str().unwrap(),
+    ]);
+    let line = last_line(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("estimate: every 100th KL term"), "{stdout}");
+    let value: f64 = line.strip_prefix("NLL <= ").and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
+    assert!(line.contains(&format!("(95%, {n} images)")), "{line}");
+
+    // The library on the same images with the same analytic model (the fixture's tables are
+    // its float32 rounding).
+    let config = SchedulerConfig { clip_sample: Some(false), ..SchedulerConfig::paper() };
+    let bound = BoundModel::from_config(&config).unwrap();
+    let shape = ModelShape { channels: 1, height: 8, width: 8, out_channels: 1, num_classes: None };
+    let mut g = GaussianDenoiser { mean: 0.5, std: 0.2, schedule: bound.schedule.clone(), shape };
+    let b = variational_bound(&mut g, &bound, &x, n, None, &BoundOptions { t_stride: 100, batch_size: 4, seed: 0 }, |_, _| {}).unwrap();
+    assert!((value - b.mean()).abs() <= 1e-3 * b.mean().abs() + 1e-4, "CLI {value} vs library {}", b.mean());
+
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows[0], "term,t,bits_per_dim");
+    assert_eq!(rows.len(), 1 + b.terms.len());
+    assert!(rows[1].starts_with("prior,1000,") && rows.last().unwrap().starts_with("decoder,0,"), "{text}");
+    let kl: f64 = rows.iter().filter(|r| r.starts_with("kl,")).map(|r| r.rsplit(',').next().unwrap().parse::<f64>().unwrap()).sum();
+    assert!((kl - b.total(TermKind::Kl)).abs() <= 1e-3 * kl.abs() + 1e-6);
+    for png in [&plot, &rd] {
+        let (_, c, h, w) = ddpm_io::png::read_png(png).unwrap();
+        assert_eq!((c, h, w), (3, 400, 800));
+    }
+    assert!(Path::new(&rd.with_extension("csv")).is_file());
+}
+
+#[test]
+fn bad_inputs_exit_2_with_one_line() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("x.npy");
+    ddpm_io::npy::write_npy(&data, &images(2), &[2, 1, 8, 8]).unwrap();
+    let wrong = d.path().join("wrong.npy");
+    ddpm_io::npy::write_npy(&wrong, &vec![0.0; 2 * 3 * 8 * 8], &[2, 3, 8, 8]).unwrap();
+    let big = d.path().join("big.npy");
+    ddpm_io::npy::write_npy(&big, &vec![0.0; 2 * 16 * 16], &[2, 1, 16, 16]).unwrap();
+    let (g, x) = (model("gaussian.onnx"), data.to_str().unwrap());
+    bad(&["--model", &g, "--data", wrong.to_str().unwrap()], "expected 1x8x8");
+    bad(&["--model", &g, "--data", big.to_str().unwrap()], "expected 1x8x8");
+    bad(&["--model", &model("gaussian_float_t.onnx"), "--data", x], "no scheduler_config");
+    bad(&["--model", &g, "--data", x, "--t-stride", "0"], "--t-stride 0");
+    bad(&["--model", &model("gaussian_classes.onnx"), "--data", x], "no labels");
+    bad(&["--model", &g, "--data", x, "--n", "3"], "holds only 2");
+    bad(&["--model", &g, "--data", "/no/such.npy"], "/no/such.npy");
+    bad(&["--model", &g, "--data", x, "--plot", "terms.gif"], "--plot terms.gif");
+}

@@ -164,6 +164,12 @@ def chains():
         chain("ddpm_20_fixed_small_log", DDPMScheduler, {**P, "variance_type": "fixed_small_log"}, 20),
         chain("ddpm_20_learned_range", DDPMScheduler, {**P, "variance_type": "learned_range"}, 20, out_channels=2),
         chain("ddpm_20_learned", DDPMScheduler, {**P, "variance_type": "learned"}, 20, out_channels=2),
+        # Improved DDPM's setting: the cosine schedule, learned_range, K < T steps with the
+        # respaced betas at both ends of the interpolation.
+        chain("ddpm_25_learned_range_cosine", DDPMScheduler,
+              {**P, "variance_type": "learned_range", "beta_schedule": "squaredcos_cap_v2"}, 25, out_channels=2),
+        chain("ddpm_100_learned_range_cosine", DDPMScheduler,
+              {**P, "variance_type": "learned_range", "beta_schedule": "squaredcos_cap_v2"}, 100, out_channels=2),
         chain("ddpm_30_v_prediction_trailing", DDPMScheduler,
               {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
                "prediction_type": "v_prediction", "timestep_spacing": "trailing", "clip_sample": False}, 30),

@@ -149,6 +149,10 @@ struct SampleArgs {
     /// The .onnx model (inputs sample, timestep[, class_labels]; output noise_pred).
     #[arg(long, value_name = "FILE.onnx")]
     model: Option<PathBuf>,
+    /// A built-in model instead (models/pretrained/NAME; `runtime info` lists them)
+    /// [default: digits].
+    #[arg(long, value_name = "NAME", conflicts_with = "model")]
+    model_name: Option<String>,
     /// Number of samples [default: 16, or the N of --noise].
     #[arg(long, allow_hyphen_values = true)]
     n: Option<usize>,
@@ -271,9 +275,8 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let mut model = match &args.model {
         Some(path) => builder.from_file(path)?,
         None => {
-            let bytes = pretrained::DIGITS_MODEL
-                .ok_or_else(|| bad("no --model given and this build ships no default model: pass --model FILE.onnx"))?;
-            builder.from_memory(bytes, "the built-in digits model")?
+            let name = args.model_name.as_deref().unwrap_or(pretrained::DEFAULT);
+            builder.from_memory(pretrained::model(name).map_err(bad)?, &format!("the built-in {name} model"))?
         }
     };
     let shape = model.shape();
@@ -438,7 +441,7 @@ fn info(args: InfoArgs) -> anyhow::Result<()> {
         format!("yes: on openvino ({})", if cpu.avx512_bf16 { "avx512_bf16" } else { "amx_bf16" })
     };
     let auto = if bf16_ok { "bf16 on openvino" } else { "fp32 on cpu" };
-    let model = pretrained::DIGITS_MODEL.map(|b| {
+    let model = pretrained::model(pretrained::DEFAULT).ok().map(|b| {
         let desc = OnnxDenoiser::builder()
             .static_shapes(false)
             .intra_threads(1)
@@ -474,6 +477,7 @@ fn info(args: InfoArgs) -> anyhow::Result<()> {
             "model_cache": {"path": cache, "files": files, "bytes": bytes},
             "memory_limit": {"bytes": mem_limit, "source": mem_source},
             "builtin_model": model.as_ref().map(|(n, d)| json!({"name": "digits", "bytes": n, "shape": d})),
+            "builtin_models": pretrained::MODELS.iter().map(|(n, b)| json!({"name": n, "bytes": b.len()})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -499,6 +503,8 @@ fn info(args: InfoArgs) -> anyhow::Result<()> {
         Some((n, d)) => println!("built-in model: digits ({d}; {}, models/pretrained/digits)", ddpm_io::limits::human(n as u64)),
         None => println!("built-in model: none in this build"),
     }
+    let names: Vec<&str> = pretrained::MODELS.iter().map(|(n, _)| *n).collect();
+    println!("built-in models (--model-name): {}", if names.is_empty() { "none".to_string() } else { names.join(", ") });
     Ok(())
 }
 

@@ -14,6 +14,9 @@ pub struct NllArgs {
     /// The .onnx model [default: the built-in digits model].
     #[arg(long, value_name = "FILE.onnx")]
     model: Option<PathBuf>,
+    /// A built-in model instead (`runtime info` lists them).
+    #[arg(long, value_name = "NAME", conflicts_with = "model")]
+    model_name: Option<String>,
     /// Real images: an MNIST IDX images file (labels from the IDX file beside it), a folder
     /// of PNGs (class sub-folders give labels), a float32 .npy, or CIFAR-10 batches.
     #[arg(long)]
@@ -97,11 +100,14 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
     let mut model = match &args.model {
         Some(path) => builder.batch_size(args.batch_size).from_file(path)?,
         None => {
-            let bytes = pretrained::DIGITS_MODEL.ok_or_else(|| bad("no --model given and this build ships no default model"))?;
-            builder.batch_size(args.batch_size).from_memory(bytes, "the built-in digits model")?
+            let name = args.model_name.as_deref().unwrap_or(pretrained::DEFAULT);
+            builder.batch_size(args.batch_size).from_memory(pretrained::model(name).map_err(bad)?, &format!("the built-in {name} model"))?
         }
     };
-    let name = args.model.as_ref().map_or("the built-in digits model".to_string(), |p| p.display().to_string());
+    let name = match &args.model {
+        Some(p) => p.display().to_string(),
+        None => format!("the built-in {} model", args.model_name.as_deref().unwrap_or(pretrained::DEFAULT)),
+    };
     if !model.has_scheduler_config() {
         return Err(bad(format!(
             "{name}: has no scheduler_config metadata; the bound needs the schedule the model was trained with (export it with exporter onnx)"

@@ -5,9 +5,18 @@
 /// outputs `logits` [B, 10] and `features` [B, 128]. The default extractor of `runtime eval`.
 pub const DIGIT_CLASSIFIER: &[u8] = include_bytes!("../../models/pretrained/digits/classifier.onnx");
 
-/// The default model of `runtime sample`: the class-conditional 28x28 digits U-Net of
-/// models/pretrained/digits (see its MODEL_CARD.md), None in a build without one.
-#[cfg(default_model)]
-pub const DIGITS_MODEL: Option<&[u8]> = Some(include_bytes!("../../models/pretrained/digits/digits.onnx"));
-#[cfg(not(default_model))]
-pub const DIGITS_MODEL: Option<&[u8]> = None;
+include!(concat!(env!("OUT_DIR"), "/pretrained_models.rs"));
+
+/// The default model of `runtime sample`.
+pub const DEFAULT: &str = "digits";
+
+/// A built-in model's bytes by name; the error lists the ones this build has.
+pub fn model(name: &str) -> Result<&'static [u8], String> {
+    MODELS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).ok_or_else(|| {
+        let names: Vec<&str> = MODELS.iter().map(|(n, _)| *n).collect();
+        format!(
+            "--model-name {name}: not a built-in model of this build (built in: {}); pass --model FILE.onnx",
+            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+        )
+    })
+}

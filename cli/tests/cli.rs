@@ -426,3 +426,15 @@ fn the_openvino_cache_checks_what_it_loads() {
     assert!(third.contains("not what this runtime wrote to its cache"), "{third}");
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
 }
+
+/// `--model-name` picks a built-in model; an unknown name is exit 2 listing the built-in ones.
+#[cfg(default_model)]
+#[test]
+fn model_name_picks_a_built_in_model() {
+    let d = tmp();
+    let (a, b) = (p(d.path(), "a.npy"), p(d.path(), "b.npy"));
+    ok(&["--n", "2", "--steps", "2", "--seed", "3", "--out", &a]);
+    ok(&["--model-name", "digits", "--n", "2", "--steps", "2", "--seed", "3", "--out", &b]);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "--model-name digits is the default model");
+    bad(&["--model-name", "imagenet", "--out", &p(d.path(), "c.npy")], "built in: digits");
+}

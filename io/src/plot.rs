@@ -27,7 +27,7 @@ pub struct Line {
 /// line_chart(&path, &[line], true)?;
 /// let (_, c, h, w) = ddpm_io::png::read_png(&path)?;
 /// assert_eq!((c, h, w), (3, 400, 800));
-/// # Ok::<(), ddpm_io::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn line_chart(path: &Path, lines: &[Line], log_y: bool) -> Result<()> {
     let (w, h) = (800u32, 400u32);

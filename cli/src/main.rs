@@ -178,6 +178,10 @@ struct SampleArgs {
     /// Class of every sample (class-conditional models); uniform over classes without it.
     #[arg(long, allow_hyphen_values = true)]
     class_label: Option<i64>,
+    /// Classifier-free guidance: u + S (c - u) (diffusers' convention; 1 is no guidance),
+    /// for models trained with label dropout [default: the model's recommended scale, else 1].
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
+    guidance_scale: Option<f64>,
     /// Execution provider [default: cpu; openvino for --precision bf16].
     #[arg(long, value_parser = named::<ExecutionProvider>(ExecutionProvider::NAMES))]
     ep: Option<ExecutionProvider>,
@@ -320,6 +324,7 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
         pipeline_noise = Some(data);
     }
     let kind = args.sampler;
+    let model_guidance = model.signature().guidance.map(|g| g.guidance_scale);
     let mut pipeline = model.pipeline().sampler(kind).batch_size(args.batch_size).seed(args.seed).eta(args.eta);
     if let Some(s) = args.steps {
         pipeline = pipeline.steps(s);
@@ -333,6 +338,18 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     };
     if let Some(l) = args.class_label {
         pipeline = pipeline.class_labels(ClassLabels::Fixed(l));
+    }
+    let guidance = args.guidance_scale.or(model_guidance).unwrap_or(1.0);
+    if let Some(s) = args.guidance_scale {
+        if !(s.is_finite() && s >= 0.0) {
+            return Err(bad(format!("--guidance-scale {s}: expected a finite number >= 0 (1: no guidance)")));
+        }
+        if s != 1.0 && model_guidance.is_none() {
+            return Err(bad(format!(
+                "--guidance-scale {s}: the model has no null label (metadata guidance_config; it was not trained with label dropout); use 1"
+            )));
+        }
+        pipeline = pipeline.guidance_scale(s);
     }
     let plan = pipeline.plan()?;
     if args.trajectory.is_some() {
@@ -371,11 +388,12 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let n = samples.shape[0];
     let secs = samples.total_time.as_secs_f64();
     println!(
-        "wrote {n} samples to {} ({} {} steps, {}): {:.2} s, {:.2} samples/s, {:.2} ms per model evaluation ({} evaluations); total {:.2} s",
+        "wrote {n} samples to {} ({} {} steps, {}{}): {:.2} s, {:.2} samples/s, {:.2} ms per model evaluation ({} evaluations); total {:.2} s",
         args.out,
         kind.name(),
         samples.evaluations / n.div_ceil(args.batch_size.max(1)).max(1),
         model.precision_choice(),
+        if guidance != 1.0 { format!(", guidance {guidance}") } else { String::new() },
         secs,
         n as f64 / secs.max(1e-9),
         samples.model_time.as_secs_f64() * 1e3 / samples.evaluations.max(1) as f64,

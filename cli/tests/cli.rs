@@ -438,3 +438,20 @@ fn model_name_picks_a_built_in_model() {
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "--model-name digits is the default model");
     bad(&["--model-name", "imagenet", "--out", &p(d.path(), "c.npy")], "built in: digits");
 }
+
+/// `--guidance-scale`: 1 is no guidance (the same bytes); a scale on a model without a null
+/// label, or a NaN or negative scale, is exit 2 with one line.
+#[test]
+fn guidance_scale_flags() {
+    let d = tmp();
+    let g = model("gaussian_classes.onnx");
+    let (a, b) = (p(d.path(), "a.npy"), p(d.path(), "b.npy"));
+    ok(&["--model", &g, "--n", "3", "--steps", "4", "--seed", "2", "--out", &a]);
+    ok(&["--model", &g, "--n", "3", "--steps", "4", "--seed", "2", "--guidance-scale", "1", "--out", &b]);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let out = p(d.path(), "c.npy");
+    bad(&["--model", &g, "--guidance-scale", "3", "--out", &out], "no null label");
+    bad(&["--model", &g, "--guidance-scale", "nan", "--out", &out], "--guidance-scale NaN");
+    bad(&["--model", &g, "--guidance-scale", "-2", "--out", &out], "--guidance-scale -2");
+    assert!(!Path::new(&out).exists());
+}

@@ -48,6 +48,21 @@ pub struct Samples {
     pub total_time: Duration,
 }
 
+/// Classifier-free guidance of one batch: `out2` holds the conditional outputs of `b`
+/// items, then their unconditional ones; `out` receives u + s (c - u) on the first `mean`
+/// values of each item (the prediction) and the conditional values after them (a learned
+/// variance).
+fn guide(out2: &[f32], out: &mut [f32], b: usize, mean: usize, scale: f64) {
+    let item = out.len() / b.max(1);
+    let (cond, uncond) = out2.split_at(b * item);
+    for i in 0..b {
+        let (c, u, o) = (&cond[i * item..(i + 1) * item], &uncond[i * item..(i + 1) * item], &mut out[i * item..(i + 1) * item]);
+        for j in 0..item {
+            o[j] = if j < mean { (u[j] as f64 + scale * (c[j] as f64 - u[j] as f64)) as f32 } else { c[j] };
+        }
+    }
+}
+
 /// What a run will do (see [`Pipeline::plan`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -92,6 +107,9 @@ pub struct Pipeline<'p, D: Denoiser> {
     noise: Option<Vec<f32>>,
     trajectory_every: Option<usize>,
     fused: bool,
+    /// Classifier-free guidance: the scale and the model's null label.
+    guidance_scale: f64,
+    null_label: Option<i64>,
     progress: Option<Box<dyn FnMut(Progress) + 'p>>,
 }
 
@@ -109,6 +127,8 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
             noise: None,
             trajectory_every: None,
             fused: true,
+            guidance_scale: 1.0,
+            null_label: None,
             progress: None,
         }
     }
@@ -170,6 +190,34 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
         self.fused = on;
         self
     }
+    /// Classifier-free guidance (Ho & Salimans 2021) with diffusers' convention: the model
+    /// output is u + s (c - u), c conditioned on the sample's label and u on the model's
+    /// null label ([`Pipeline::null_class_label`]); s = 1 (the default) is plain
+    /// conditional sampling, bit for bit. A learned variance (a 2C-channel output) keeps
+    /// the conditional prediction's variance channels. Both predictions come from one
+    /// model call on a stacked batch of 2B; the fused step is not used for guided steps
+    /// (its graph sees one prediction), so the update runs in Rust.
+    ///
+    /// ```
+    /// use ddpm_runtime::{ClassLabels, GaussianDenoiser, ModelShape, Pipeline, SamplerKind, Schedule, SchedulerConfig};
+    /// let config = SchedulerConfig::paper();
+    /// let shape = ModelShape { channels: 1, height: 2, width: 2, out_channels: 1, num_classes: Some(3) };
+    /// let model = GaussianDenoiser { mean: 0.0, std: 0.5, schedule: Schedule::from_config(&config)?, shape };
+    /// // Label 2 is the null label: only 0 and 1 are drawn.
+    /// let s = Pipeline::new(model, config).sampler(SamplerKind::Ddim).steps(5).n(8).null_class_label(2).guidance_scale(3.0).run()?;
+    /// assert!(s.labels.unwrap().iter().all(|&l| l < 2));
+    /// # Ok::<(), ddpm_runtime::Error>(())
+    /// ```
+    pub fn guidance_scale(mut self, scale: f64) -> Self {
+        self.guidance_scale = scale;
+        self
+    }
+    /// The model's null label: the class index that means "no label" (a model trained
+    /// with label dropout). Never drawn by uniform labels; refused as a requested label.
+    pub fn null_class_label(mut self, label: i64) -> Self {
+        self.null_label = Some(label);
+        self
+    }
     pub fn on_progress(mut self, f: impl FnMut(Progress) + 'p) -> Self {
         self.progress = Some(Box::new(f));
         self
@@ -217,15 +265,28 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
                 _ => Err(Error::InvalidArgument("class labels given, but the model is not class-conditional".into())),
             };
         };
+        let null = self.null_label;
         let check = |l: i64| {
             if l < 0 || l as usize >= classes {
                 Err(Error::InvalidArgument(format!("class label {l} is outside 0..{classes} of this model")))
+            } else if Some(l) == null {
+                Err(Error::InvalidArgument(format!("class label {l} is the model's null label (\"no label\"); expected a class")))
             } else {
                 Ok(l)
             }
         };
         let labels = match &self.labels {
-            ClassLabels::Uniform => (0..n).map(|i| label_rng(self.seed, i as u64).random_range(0..classes as i64)).collect(),
+            // Uniform over the classes; a null label is skipped (k >= null maps to k + 1).
+            ClassLabels::Uniform => (0..n)
+                .map(|i| {
+                    let real = classes as i64 - i64::from(null.is_some());
+                    let k = label_rng(self.seed, i as u64).random_range(0..real.max(1));
+                    match null {
+                        Some(z) if k >= z => k + 1,
+                        _ => k,
+                    }
+                })
+                .collect(),
             ClassLabels::Fixed(l) => vec![check(*l)?; n],
             ClassLabels::PerSample(v) => {
                 if v.len() != n {
@@ -267,7 +328,10 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
         let frames = self.trajectory_every.map_or(0, |e| steps.div_ceil(e.max(1)) + 1);
         let b = self.batch_size.min(n);
         let needed = crate::limits::bytes_of(&[n, per], 4 * (1 + frames))
-            + crate::limits::bytes_of(&[b, per.max(shape.out_channels * shape.pixels())], 4 * 6)
+            + crate::limits::bytes_of(
+                &[b, per.max(shape.out_channels * shape.pixels())],
+                4 * if self.guidance_scale != 1.0 { 10 } else { 6 },
+            )
             + crate::limits::bytes_of(&[n], 8);
         crate::limits::check_memory(
             &format!(
@@ -279,6 +343,24 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
             ),
             needed,
         )?;
+        let guided = self.guidance_scale != 1.0;
+        if !(self.guidance_scale.is_finite() && self.guidance_scale >= 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "guidance scale: found {}, expected a finite number >= 0 (1: no guidance)",
+                self.guidance_scale
+            )));
+        }
+        let null = match (guided, self.null_label, shape.num_classes) {
+            (false, _, _) => None,
+            (true, Some(z), Some(k)) if z >= 0 && (z as usize) < k => Some(z),
+            (true, Some(z), _) => return Err(Error::InvalidArgument(format!("null class label {z} is not a class of this model"))),
+            (true, None, _) => {
+                return Err(Error::InvalidArgument(format!(
+                    "guidance scale {}: the model has no null label (it was not trained with label dropout); use a guidance scale of 1",
+                    self.guidance_scale
+                )))
+            }
+        };
         let labels = self.resolve_labels(n)?;
         let total_evals = n.div_ceil(self.batch_size) * steps;
         let mut data = vec![0.0f32; n * per];
@@ -286,7 +368,8 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
         let mut evals = 0;
         let mut fused_evals = 0;
         let mut model_time = Duration::ZERO;
-        let fused = self.fused && self.denoiser.as_fused().is_some();
+        // The fused graph sees one prediction: guided steps run the update in Rust.
+        let fused = self.fused && !guided && self.denoiser.as_fused().is_some();
 
         for start in (0..n).step_by(self.batch_size) {
             let end = (start + self.batch_size).min(n);
@@ -310,6 +393,15 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
             let mut x0 = vec![0.0f32; b * per];
             let mut out = vec![0.0f32; b * shape.out_channels * shape.pixels()];
             let mut prev = if fused { vec![0.0f32; b * per] } else { Vec::new() };
+            // Guidance: the batch twice (conditional, then null labels) and both outputs.
+            let (mut x2, mut out2, labels2) = match (null, batch_labels) {
+                (Some(z), Some(l)) => {
+                    let mut l2 = l.to_vec();
+                    l2.extend(std::iter::repeat_n(z, b));
+                    (vec![0.0f32; 2 * b * per], vec![0.0f32; 2 * out.len()], l2)
+                }
+                _ => (Vec::new(), Vec::new(), Vec::new()),
+            };
             let layout = Layout { batch: b, channels: shape.channels, out_channels: shape.out_channels, pixels: shape.pixels() };
             for (i, &t) in timesteps.iter().enumerate() {
                 let record = self.trajectory_every.is_some_and(|e| i % e == 0 || i + 1 == timesteps.len());
@@ -334,7 +426,14 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
                     fused_evals += 1;
                 } else {
                     let t0 = Instant::now();
-                    self.denoiser.predict_into(x, b, t, batch_labels, &mut out)?;
+                    if x2.is_empty() {
+                        self.denoiser.predict_into(x, b, t, batch_labels, &mut out)?;
+                    } else {
+                        x2[..b * per].copy_from_slice(x);
+                        x2[b * per..].copy_from_slice(x);
+                        self.denoiser.predict_into(&x2, 2 * b, t, Some(&labels2), &mut out2)?;
+                        guide(&out2, &mut out, b, shape.channels * shape.pixels(), self.guidance_scale);
+                    }
                     model_time += t0.elapsed();
                     if !out.iter().all(|v| v.is_finite()) {
                         return Err(Error::NonFinite(format!("model output at t = {t}")));

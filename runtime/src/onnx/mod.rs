@@ -92,7 +92,13 @@ impl OnnxDenoiser {
     /// ```
     pub fn pipeline(&mut self) -> Pipeline<'static, &mut OnnxDenoiser> {
         let config = self.scheduler_config();
-        Pipeline::new(self, config)
+        let guidance = self.signature.guidance;
+        let pipeline = Pipeline::new(self, config);
+        match guidance {
+            // A model trained with label dropout: its null label, and its recommended scale.
+            Some(g) => pipeline.null_class_label(g.null_class_label).guidance_scale(g.guidance_scale),
+            None => pipeline,
+        }
     }
 
     /// What the model's graph declares (inputs, outputs, metadata).

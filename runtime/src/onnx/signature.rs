@@ -109,6 +109,23 @@ pub struct ModelSignature {
     pub fixed_batch: Option<usize>,
     pub scheduler_config: Option<SchedulerConfig>,
     pub unet_config: Option<Value>,
+    /// Classifier-free guidance: metadata `guidance_config`, written for models trained
+    /// with label dropout.
+    pub guidance: Option<GuidanceConfig>,
+}
+
+/// Metadata `guidance_config`: `{"null_class_label": K, "guidance_scale": S}`, the class
+/// index that means "no label" and the recommended guidance scale.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuidanceConfig {
+    pub null_class_label: i64,
+    #[serde(default = "one")]
+    pub guidance_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 fn usize_key(config: Option<&Value>, key: &str) -> Option<usize> {
@@ -149,6 +166,21 @@ impl ModelSignature {
         };
         let scheduler_config = match metadata("scheduler_config") {
             Some(text) => Some(SchedulerConfig::from_json_str(&text, &format!("{}: metadata scheduler_config", path.display()))?),
+            None => None,
+        };
+        let guidance = match metadata("guidance_config") {
+            Some(text) => {
+                let g: GuidanceConfig = serde_json::from_str(&text).map_err(|e| {
+                    bad(format!("metadata guidance_config: {e}; expected {{\"null_class_label\": K, \"guidance_scale\": S}}"))
+                })?;
+                if !(g.guidance_scale.is_finite() && g.guidance_scale >= 0.0) {
+                    return Err(bad(format!(
+                        "metadata guidance_config: guidance_scale {}, expected a finite number >= 0",
+                        g.guidance_scale
+                    )));
+                }
+                Some(g)
+            }
             None => None,
         };
         let unet = unet_config.as_ref();
@@ -215,6 +247,15 @@ impl ModelSignature {
             }
             (None, _) => None,
         };
+        if let Some(g) = &guidance {
+            if !num_classes.is_some_and(|k| g.null_class_label >= 0 && (g.null_class_label as usize) < k) {
+                return Err(bad(format!(
+                    "metadata guidance_config: null_class_label {} is not a class of this model ({} classes)",
+                    g.null_class_label,
+                    num_classes.unwrap_or(0)
+                )));
+            }
+        }
         if channels == 0 || height == 0 || width == 0 || out_channels == 0 {
             return Err(bad(format!(
                 "input `{}`: a sample of {channels}x{height}x{width} with {out_channels} output channels, expected every size at least 1",
@@ -273,6 +314,7 @@ impl ModelSignature {
             fixed_batch: dim(sample.shape[0]),
             scheduler_config,
             unet_config,
+            guidance,
         })
     }
 }

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use ddpm_models::tch_backend::forward_f32;
 use ddpm_models::{UNet2DModel, UNetCheckpoint};
+use ddpm_runtime::onnx::signature::GuidanceConfig;
 use ddpm_runtime::{Denoiser, OnnxDenoiser, SchedulerConfig};
 use rand::{Rng, SeedableRng};
 
@@ -14,11 +15,13 @@ use crate::onnx::model::{export_model, ExportOptions};
 /// A checkpoint to export: the `unet/` folder and the scheduler config that goes with it.
 pub struct Checkpoint {
     pub unet: UNetCheckpoint,
-    /// The scheduler config's JSON text (the file's, or the paper's defaults).
     /// The scheduler config (checked), from the checkpoint or the paper's defaults.
     pub scheduler: SchedulerConfig,
     /// Where the scheduler config came from (None: the paper's defaults).
     pub scheduler_source: Option<PathBuf>,
+    /// The run's `guidance.json` (a model trained with label dropout): its null label and
+    /// recommended guidance scale, written to the .onnx as metadata `guidance_config`.
+    pub guidance: Option<GuidanceConfig>,
 }
 
 impl Checkpoint {
@@ -28,11 +31,11 @@ impl Checkpoint {
         if !path.exists() {
             return Err(ExportError::Usage(format!("{}: no such checkpoint folder", path.display())));
         }
-        let (unet_dir, sched_path) = if path.join("unet").join("config.json").is_file() {
-            (path.join("unet"), path.join("scheduler").join("scheduler_config.json"))
+        let (unet_dir, sched_path, guidance_path) = if path.join("unet").join("config.json").is_file() {
+            (path.join("unet"), path.join("scheduler").join("scheduler_config.json"), path.join("guidance.json"))
         } else if path.join("config.json").is_file() {
             let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            (path.to_path_buf(), parent.join("scheduler").join("scheduler_config.json"))
+            (path.to_path_buf(), parent.join("scheduler").join("scheduler_config.json"), parent.join("guidance.json"))
         } else {
             return Err(ExportError::Usage(format!(
                 "{}: expected a run folder with unet/config.json, or a unet/ folder with config.json",
@@ -46,7 +49,31 @@ impl Checkpoint {
         } else {
             (SchedulerConfig::paper(), None)
         };
-        Ok(Self { unet, scheduler, scheduler_source })
+        let guidance = if guidance_path.exists() {
+            let text = ddpm_io::files::read_regular_text(&guidance_path, ddpm_io::limits::MAX_CONFIG_BYTES, "guidance config")?;
+            let g: GuidanceConfig = serde_json::from_str(&text).map_err(|e| {
+                ExportError::Usage(format!("{}: {e}; expected {{\"null_class_label\": K, \"guidance_scale\": S}}", guidance_path.display()))
+            })?;
+            let k = unet.config.num_class_embeds.unwrap_or(0);
+            if !(g.null_class_label >= 0 && (g.null_class_label as usize) < k) {
+                return Err(ExportError::Usage(format!(
+                    "{}: null_class_label {}, expected one of the network's {k} classes",
+                    guidance_path.display(),
+                    g.null_class_label
+                )));
+            }
+            if !(g.guidance_scale.is_finite() && g.guidance_scale >= 0.0) {
+                return Err(ExportError::Usage(format!(
+                    "{}: guidance_scale {}, expected a finite number >= 0",
+                    guidance_path.display(),
+                    g.guidance_scale
+                )));
+            }
+            Some(g)
+        } else {
+            None
+        };
+        Ok(Self { unet, scheduler, scheduler_source, guidance })
     }
 }
 
@@ -133,7 +160,8 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path, options: &ExportOptions,
         &format!("exporting a network of {params} parameters (weights, graph and a verifying session)"),
         ddpm_io::limits::bytes_of(&[params], 4 * 4),
     )?;
-    let bytes = export_model(&ckpt.unet.config, &ckpt.unet.weights, &ckpt.scheduler, options)?;
+    let options = ExportOptions { guidance: options.guidance.or(ckpt.guidance), ..options.clone() };
+    let bytes = export_model(&ckpt.unet.config, &ckpt.unet.weights, &ckpt.scheduler, &options)?;
     let nodes = {
         use prost::Message;
         crate::onnx::proto::ModelProto::decode(bytes.as_slice()).map(|m| m.graph.map_or(0, |g| g.node.len())).unwrap_or(0)

@@ -40,6 +40,10 @@ enum Command {
         /// on the device; the runtime uses it for DDIM and DDPM.
         #[arg(long)]
         fused_step: bool,
+        /// The recommended classifier-free guidance scale to record in the metadata
+        /// (a checkpoint trained with label dropout: its guidance.json names the null label).
+        #[arg(long, value_name = "S", allow_negative_numbers = true)]
+        guidance_scale: Option<f64>,
     },
     /// Write a copy of a unet/ folder with float16 weights (half the size; diffusers and
     /// the exporter read it as float32).
@@ -66,7 +70,7 @@ fn run(cli: Cli) -> Result<(), ExportError> {
             println!("wrote {} (float16 weights)", out.display());
             Ok(())
         }
-        Command::Onnx { ckpt, out, opset, fp16, weights_fp16, no_verify, fused_step } => {
+        Command::Onnx { ckpt, out, opset, fp16, weights_fp16, no_verify, fused_step, guidance_scale } => {
             let checkpoint = Checkpoint::open(&ckpt)?;
             if checkpoint.scheduler_source.is_none() {
                 eprintln!(
@@ -83,6 +87,19 @@ fn run(cli: Cli) -> Result<(), ExportError> {
             } else {
                 1e-4
             };
+            let guidance = match (guidance_scale, checkpoint.guidance) {
+                (None, g) => g,
+                (Some(s), _) if !(s.is_finite() && s >= 0.0) => {
+                    return Err(ExportError::Usage(format!("--guidance-scale {s}: expected a finite number >= 0")))
+                }
+                (Some(s), Some(g)) => Some(ddpm_runtime::onnx::signature::GuidanceConfig { guidance_scale: s, ..g }),
+                (Some(s), None) => {
+                    return Err(ExportError::Usage(format!(
+                        "--guidance-scale {s}: {} has no guidance.json (it was not trained with label dropout, so it has no null label)",
+                        ckpt.display()
+                    )))
+                }
+            };
             let precision = if fp16 {
                 ExportPrecision::Fp16
             } else if weights_fp16 {
@@ -90,8 +107,12 @@ fn run(cli: Cli) -> Result<(), ExportError> {
             } else {
                 ExportPrecision::Fp32
             };
-            let report =
-                export_checkpoint(&checkpoint, &out, &ExportOptions { opset, precision, fused_step }, (!no_verify).then_some(tol))?;
+            let report = export_checkpoint(
+                &checkpoint,
+                &out,
+                &ExportOptions { opset, precision, fused_step, guidance },
+                (!no_verify).then_some(tol),
+            )?;
             let verified = match report.max_rel_error {
                 Some(e) => format!("verified: max relative error {e:.2e} vs libtorch (tolerance {tol:.0e})"),
                 None => "not verified (--no-verify)".into(),

@@ -46,6 +46,7 @@ fn fit_then_export_then_sample() {
     let config = UNetConfig::from_json_str(TINY, "tiny").unwrap();
     let mut options = preset("digits").unwrap().options;
     (options.steps, options.batch_size, options.save_every, options.sample_every, options.warmup, options.lr) = (300, 16, 300, 0, 20, 2e-3);
+    options.cond_drop_prob = 0.0;
     let spec = FitSpec {
         run: run.clone(),
         data: halves(64),
@@ -55,6 +56,7 @@ fn fit_then_export_then_sample() {
         resume: None,
         device: tch::Device::Cpu,
         threads: 1,
+        init: None,
     };
     assert!(matches!(fit(spec, Arc::new(AtomicBool::new(false))).unwrap(), Outcome::Finished { .. }));
 

@@ -67,6 +67,14 @@ struct FitArgs {
     /// variances) or vlb [default: the preset's; simple for digits and cifar10].
     #[arg(long, value_parser = named::<Loss>(Loss::NAMES))]
     loss: Option<Loss>,
+    /// Label dropout for classifier-free guidance: each label becomes the null label (the
+    /// class embedding's last row) with probability P [default: the preset's; 0.1 for digits].
+    #[arg(long, value_name = "P", allow_hyphen_values = true)]
+    cond_drop_prob: Option<f64>,
+    /// Start a new run from another run's weights (its unet/, e.g. models/pretrained/digits):
+    /// a fine-tune. A class embedding one row longer (the null label) gets the mean row.
+    #[arg(long, value_name = "RUN", conflicts_with = "resume")]
+    init_from: Option<PathBuf>,
     /// How t is drawn: uniform, or importance (for L_vlb, from the last 10 losses at each t).
     #[arg(long, value_parser = named::<TimestepSampling>(TimestepSampling::NAMES))]
     timestep_sampling: Option<TimestepSampling>,
@@ -288,7 +296,8 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
         (Some(path), None) => {
             let config = UNetConfig::from_file(path)?;
             let digits = preset("digits")?;
-            Some(Preset { config, options: TrainOptions { steps: 10_000, ..digits.options }, ..digits })
+            // The config decides the network; label dropout only when asked (--cond-drop-prob).
+            Some(Preset { config, options: TrainOptions { steps: 10_000, cond_drop_prob: 0.0, ..digits.options }, ..digits })
         }
         (None, Some(name)) => Some(preset(name)?),
         _ => None,
@@ -360,7 +369,7 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
             }
         )* };
     }
-    flag!(batch_size, lr, warmup, ema_decay, grad_clip, weight_decay, seed, loss, timestep_sampling);
+    flag!(batch_size, lr, warmup, ema_decay, grad_clip, weight_decay, seed, loss, timestep_sampling, cond_drop_prob);
     if a.flip && !options.flip {
         if resumed.is_some() {
             return Err(usage(format!(
@@ -423,6 +432,19 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     if dataset.skipped > 0 {
         eprintln!("skipped {} unreadable files (use --strict to stop on them)", dataset.skipped);
     }
+    if !(options.cond_drop_prob.is_finite() && (0.0..1.0).contains(&options.cond_drop_prob)) {
+        return Err(usage(format!("--cond-drop-prob {}: expected a probability in [0, 1)", options.cond_drop_prob)));
+    }
+    let null_label = match (config.num_class_embeds, options.cond_drop_prob > 0.0) {
+        (Some(k), true) if k >= 2 => Some(k as i64 - 1),
+        (_, true) => {
+            return Err(usage(format!(
+                "--cond-drop-prob {}: label dropout needs a class-conditional network with a null label (config key `num_class_embeds` = classes + 1)",
+                options.cond_drop_prob
+            )))
+        }
+        (_, false) => None,
+    };
     if let Some(k) = config.num_class_embeds {
         let labels = dataset.labels.as_ref().ok_or_else(|| {
             usage(format!(
@@ -433,7 +455,21 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
         if let Some(bad) = labels.iter().find(|&&l| l < 0 || l as usize >= k) {
             return Err(usage(format!("{}: label {bad} is outside 0..{k} (config key `num_class_embeds`)", a.data.display())));
         }
+        if let Some(null) = null_label {
+            if let Some(bad) = labels.iter().find(|&&l| l == null) {
+                return Err(usage(format!(
+                    "{}: label {bad} is the null label of --cond-drop-prob (the last of config key `num_class_embeds` = {k}); set num_class_embeds to the classes + 1",
+                    a.data.display()
+                )));
+            }
+        }
     }
+
+    // A fine-tune's starting weights, checked before anything is written.
+    let init = match (&a.init_from, &resumed) {
+        (Some(src), None) => Some(ddpm_trainer::train::init_from(src, &config)?),
+        _ => None,
+    };
 
     // 3. device, threads, the run folder
     let device = match a.device {
@@ -462,7 +498,13 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     let steps = options.steps;
-    let spec = FitSpec { run: a.out.clone(), data: dataset, config, scheduler: sched, options, resume: resumed, device, threads };
+    if let Some(null) = null_label {
+        // Which label means "no label", for the exporter (metadata guidance_config) and the
+        // runtime; the recommended scale is 1 until one is measured (exporter --guidance-scale).
+        let json = format!("{{\n  \"null_class_label\": {null},\n  \"guidance_scale\": 1.0\n}}\n");
+        ddpm_io::files::write_atomically(a.out.join("guidance.json"), |w| w.write_all(json.as_bytes()))?;
+    }
+    let spec = FitSpec { run: a.out.clone(), data: dataset, config, scheduler: sched, options, resume: resumed, device, threads, init };
     match fit(spec, stop)? {
         Outcome::Finished { images_per_s } => {
             println!(

@@ -69,6 +69,10 @@ pub struct TrainOptions {
     pub loss: Loss,
     #[serde(default)]
     pub timestep_sampling: TimestepSampling,
+    /// Label dropout for classifier-free guidance: each training label is replaced by the
+    /// null label (the class embedding's last row) with this probability.
+    #[serde(default)]
+    pub cond_drop_prob: f64,
 }
 
 /// A preset: the network, the schedule and the hyper-parameters of a run.
@@ -113,10 +117,17 @@ pub fn preset(name: &str) -> Result<Preset> {
                 preview_steps: 50,
                 loss: Loss::Simple,
                 timestep_sampling: TimestepSampling::Uniform,
+                cond_drop_prob: 0.0,
             },
         }),
         // A small class-conditional network for 28x28 digits, sized for a CPU.
-        "digits" => Ok(Preset { config: UNetConfig::digits(), scheduler: paper_scheduler(), options: digits_options() }),
+        // Class-conditional with label dropout for classifier-free guidance: 10 classes and a
+        // null label (the 11th row of the class embedding), dropped 10% of the time.
+        "digits" => Ok(Preset {
+            config: UNetConfig { num_class_embeds: Some(11), ..UNetConfig::digits() },
+            scheduler: paper_scheduler(),
+            options: TrainOptions { cond_drop_prob: 0.1, ..digits_options() },
+        }),
         // The same network with improved DDPM's learned variances (Nichol & Dhariwal 2021):
         // 2 output channels (eps and the learned_range interpolation v), the cosine
         // schedule, L_hybrid.
@@ -151,5 +162,6 @@ fn digits_options() -> TrainOptions {
         preview_steps: 50,
         loss: Loss::Simple,
         timestep_sampling: TimestepSampling::Uniform,
+        cond_drop_prob: 0.0,
     }
 }

@@ -388,3 +388,81 @@ fn objectives_that_do_not_fit_the_network_exit_2() {
     bad(&["fit", "--data", i, "--out", o, "--config", c1, "--loss", "kl"], "kl");
     assert!(!out.exists(), "nothing was written");
 }
+
+/// Label dropout for classifier-free guidance: P = 0 is today's training to the byte; with
+/// P > 0 the run records its null label (guidance.json), a fine-tune of another run
+/// (`--init-from`, the class embedding one row longer) starts from its weights with the
+/// mean row added, and is killed and resumed to the same bytes.
+#[test]
+fn label_dropout_and_a_fine_tune_from_another_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = write_idx(tmp.path(), 40);
+    let d = idx.to_str().unwrap();
+    let cfg = write_config(tmp.path(), TINY);
+    let c = cfg.to_str().unwrap();
+    // P = 0: the same bytes as a run without the flag.
+    let (plain, zero) = (tmp.path().join("plain"), tmp.path().join("zero"));
+    ok(&trainer(&run_args(d, plain.to_str().unwrap(), c, "8")));
+    let mut args = run_args(d, zero.to_str().unwrap(), c, "8");
+    args.extend(["--cond-drop-prob", "0"]);
+    ok(&trainer(&args));
+    same_run(&plain, &zero);
+    assert!(!zero.join("guidance.json").exists());
+
+    // A fine-tune of `plain` with a null label (3 class rows: 0, 1 and the null 2).
+    let three_dir = tmp.path().join("three");
+    std::fs::create_dir_all(&three_dir).unwrap();
+    let three = write_config(&three_dir, &TINY.replace("\"num_class_embeds\": 2", "\"num_class_embeds\": 3"));
+    let t = three.to_str().unwrap();
+    let src = plain.to_str().unwrap();
+    let extra = ["--cond-drop-prob", "0.3", "--init-from", src];
+    let whole = tmp.path().join("whole");
+    let mut args = run_args(d, whole.to_str().unwrap(), t, "40");
+    args.extend(extra);
+    ok(&trainer(&args));
+    let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(whole.join("guidance.json")).unwrap()).unwrap();
+    assert_eq!(g["null_class_label"], 2);
+    // Only the two newest checkpoints are kept: the start is checked on a 4-step run.
+    let first = tmp.path().join("first");
+    let mut args = run_args(d, first.to_str().unwrap(), t, "4");
+    args.extend(extra);
+    ok(&trainer(&args));
+    let src_w = ddpm_models::UNetCheckpoint::load(&plain.join("unet")).unwrap().weights;
+    let w = ddpm_models::weights::read_safetensors(&first.join("train_state").join("step-00000000").join("params.safetensors")).unwrap();
+    let (old, new) = (&src_w["class_embedding.weight"], &w["class_embedding.weight"]);
+    let dim = old.shape[1];
+    assert_eq!(new.shape, vec![3, dim]);
+    assert_eq!(&new.data[..2 * dim], &old.data[..], "the trained rows are kept");
+    for j in 0..dim {
+        let mean = (old.data[j] + old.data[dim + j]) / 2.0;
+        assert!((new.data[2 * dim + j] - mean).abs() < 1e-6, "the null row is the mean row");
+    }
+    // The exported model carries the null label; the runtime reads it and guides by it.
+    let ckpt = ddpm_exporter::Checkpoint::open(&first).unwrap();
+    let onnx = tmp.path().join("first.onnx");
+    ddpm_exporter::export_checkpoint(&ckpt, &onnx, &ddpm_exporter::ExportOptions::default(), None).unwrap();
+    let mut model = ddpm_runtime::OnnxDenoiser::builder().intra_threads(1).from_file(&onnx).unwrap();
+    let g = model.signature().guidance.expect("metadata guidance_config");
+    assert_eq!((g.null_class_label, g.guidance_scale), (2, 1.0));
+    let s = model.pipeline().guidance_scale(2.0).steps(3).n(6).run().unwrap();
+    assert!(s.labels.unwrap().iter().all(|&l| l < 2), "the null label is never drawn");
+
+    let killed = tmp.path().join("killed");
+    let mut args = run_args(d, killed.to_str().unwrap(), t, "40");
+    args.extend(extra);
+    let status = start_and_stop(&args, &killed, "-KILL");
+    assert!(!status.success());
+    let mut resume: Vec<&str> = run_args(d, killed.to_str().unwrap(), t, "40");
+    resume.extend(["--cond-drop-prob", "0.3", "--resume"]);
+    ok(&trainer(&resume));
+    same_run(&whole, &killed);
+
+    // Bad inputs: exit 2, one line, nothing written.
+    let out = tmp.path().join("bad");
+    let o = out.to_str().unwrap();
+    bad(&["fit", "--data", d, "--out", o, "--config", t, "--cond-drop-prob", "1.5"], "--cond-drop-prob 1.5");
+    bad(&["fit", "--data", d, "--out", o, "--config", t, "--cond-drop-prob", "NaN"], "--cond-drop-prob NaN");
+    bad(&["fit", "--data", d, "--out", o, "--config", c, "--cond-drop-prob", "0.1"], "null label");
+    bad(&["fit", "--data", d, "--out", o, "--config", t, "--init-from", "/no/such/run"], "/no/such/run");
+    assert!(!out.exists());
+}

@@ -3,6 +3,7 @@
 //! batch; metadata `unet_config` and `scheduler_config`.
 
 use ddpm_models::{UNet2DModel, UNetConfig, Weights};
+use ddpm_runtime::onnx::signature::GuidanceConfig;
 use ddpm_runtime::SchedulerConfig;
 use prost::Message;
 
@@ -24,11 +25,13 @@ pub struct ExportOptions {
     pub precision: ExportPrecision,
     /// Also apply one sampler update inside the graph (see [`FUSED_STEP_DOC`]).
     pub fused_step: bool,
+    /// Metadata `guidance_config` (a model trained with label dropout).
+    pub guidance: Option<GuidanceConfig>,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { opset: 17, precision: ExportPrecision::Fp32, fused_step: false }
+        Self { opset: 17, precision: ExportPrecision::Fp32, fused_step: false, guidance: None }
     }
 }
 
@@ -103,7 +106,10 @@ pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler: &Schedule
         outputs.push(value_info("prev_sample", DataType::Float, &dims));
         outputs.push(value_info("pred_original_sample", DataType::Float, &dims));
     }
-    let unet_json = config.to_json().to_string();
+    let mut metadata = vec![("unet_config", config.to_json().to_string()), ("scheduler_config", scheduler_json)];
+    if let Some(g) = &options.guidance {
+        metadata.push(("guidance_config", serde_json::to_string(g).unwrap_or_default()));
+    }
     Ok(model_bytes(
         rec,
         "unet2d",
@@ -111,7 +117,7 @@ pub fn export_model(config: &UNetConfig, weights: &Weights, scheduler: &Schedule
         outputs,
         options.opset,
         "DDPM U-Net (diffusers UNet2DModel layout): noise_pred = eps_theta(sample, timestep[, class_labels])",
-        &[("unet_config", &unet_json), ("scheduler_config", &scheduler_json)],
+        &metadata.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>(),
     ))
 }
 

@@ -39,11 +39,20 @@ pub(super) struct Batches<'d> {
     t_count: i64,
     order_epoch: u64,
     order: Vec<usize>,
+    /// (probability, null label) of label dropout.
+    drop: Option<(f64, i64)>,
 }
 
 impl<'d> Batches<'d> {
     pub(super) fn new(data: &'d Dataset, seed: u64, batch_size: usize, flip: bool, t_count: i64) -> Self {
-        Self { data, seed, batch_size, flip, t_count, order_epoch: u64::MAX, order: Vec::new() }
+        Self { data, seed, batch_size, flip, t_count, order_epoch: u64::MAX, order: Vec::new(), drop: None }
+    }
+
+    /// Label dropout: each label becomes `null` with probability `p` (drawn from the step's
+    /// stream after everything else, so that p = 0 draws nothing and changes nothing).
+    pub(super) fn with_label_dropout(mut self, p: f64, null: i64) -> Self {
+        self.drop = (p > 0.0).then_some((p, null));
+        self
     }
 
     /// The batch of step `step` (0-based); t uniform, or drawn from `p` (importance
@@ -78,6 +87,13 @@ impl<'d> Batches<'d> {
                 .unzip(),
         };
         let noise = (0..b * per).map(|_| rng.sample(rand_distr::StandardNormal)).collect();
+        if let Some((p, null)) = self.drop {
+            for l in labels.iter_mut() {
+                if rng.random_bool(p) {
+                    *l = null;
+                }
+            }
+        }
         Batch { item: [self.data.channels, self.data.height, self.data.width], x0, labels, t, noise, weights }
     }
 }

@@ -38,6 +38,8 @@ pub struct FitSpec {
     pub resume: Option<ResumeState>,
     pub device: Device,
     pub threads: i32,
+    /// A new run's starting weights, from another run (`--init-from`); None: initialised.
+    pub init: Option<Weights>,
 }
 
 mod batch;
@@ -54,7 +56,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ddpm_models::tch_backend::weights_to_tensors;
-use ddpm_models::{UNet2DModel, UNetConfig};
+use ddpm_models::{UNet2DModel, UNetConfig, Weights};
 use ddpm_runtime::{Schedule, SchedulerConfig};
 use tch::Device;
 
@@ -64,7 +66,7 @@ use crate::optim::AdamW;
 use crate::options::{Loss, TrainOptions};
 use batch::Batches;
 use report::Report;
-pub use run::{init_weights, ResumeState, RunDir};
+pub use run::{init_from, init_weights, ResumeState, RunDir};
 use run::{io_err, read_loss_csv, write_loss_csv, Checkpointer, StartState};
 use step::Trainee;
 use vlb::VlbConstants;
@@ -81,7 +83,7 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
 
     // 1. state: fresh or from the last checkpoint
     let t_count = schedule.num_train_timesteps();
-    let mut state = StartState::load(spec.resume.as_ref(), &spec.config, options, t_count, spec.threads)?;
+    let mut state = StartState::load(spec.resume.as_ref(), &spec.config, options, t_count, spec.threads, spec.init.as_ref())?;
     let vlb = match options.loss {
         Loss::Simple => None,
         _ => Some(VlbConstants::new(
@@ -114,6 +116,9 @@ pub fn fit(spec: FitSpec, stop: Arc<AtomicBool>) -> Result<Outcome> {
 
     // 2. the loop
     let mut batches = Batches::new(&spec.data, options.seed, options.batch_size, options.flip, t_count as i64);
+    if let (Some(k), true) = (spec.config.num_class_embeds, options.cond_drop_prob > 0.0) {
+        batches = batches.with_label_dropout(options.cond_drop_prob, k as i64 - 1);
+    }
     let report = Report::new(start, options.steps, options.batch_size);
     let mut step = start;
     let mut after_first: Option<Instant> = None;

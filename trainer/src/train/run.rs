@@ -162,6 +162,32 @@ pub fn init_weights(config: &UNetConfig, seed: u64) -> Result<Weights> {
     Ok(ddpm_models::init::pytorch_default(&parameter_list(config)?, seed ^ 0x696e_6974))
 }
 
+/// The weights a new run starts from when it fine-tunes another run (`--init-from RUN`):
+/// RUN's EMA weights (`unet/`), every tensor of the new network of the same shape, except
+/// that a class embedding one row longer (a null label added for classifier-free
+/// guidance) gets the mean of the existing rows as its new row: the embedding of "an
+/// average class", a neutral start for "no label" that leaves every trained row as it was.
+pub fn init_from(run: &Path, config: &UNetConfig) -> Result<Weights> {
+    let unet = UNetCheckpoint::load(&run.join("unet"))?;
+    let mut out = Weights::new();
+    for (name, shape) in parameter_list(config)? {
+        let bad = |msg: String| TrainError::Usage(format!("--init-from {}: tensor {name}: {msg}", run.display()));
+        let src = unet.weights.get(&name).ok_or_else(|| bad("missing".into()))?;
+        let w = if src.shape == shape {
+            src.clone()
+        } else if name == "class_embedding.weight" && shape.len() == 2 && src.shape == [shape[0] - 1, shape[1]] {
+            let (rows, dim) = (src.shape[0], src.shape[1]);
+            let mut data = src.data.clone();
+            data.extend((0..dim).map(|j| (0..rows).map(|r| src.data[r * dim + j]).sum::<f32>() / rows as f32));
+            ddpm_models::Weight { shape: shape.clone(), data }
+        } else {
+            return Err(bad(format!("shape {:?}, expected {shape:?} (the new run's network)", src.shape)));
+        };
+        out.insert(name, w);
+    }
+    Ok(out)
+}
+
 /// Where a fit starts: its step, weights, EMA weights and (resumed) Adam moments.
 pub(super) struct StartState {
     pub(super) step: u64,
@@ -176,16 +202,21 @@ impl StartState {
     /// The state of the checkpoint `resume` names, every tensor checked against the network
     /// of `config` (present, of its shape, finite); a fresh initialisation from `seed` when
     /// there is none.
+    /// `init`: a new run's starting weights (another run's, `--init-from`).
     pub(super) fn load(
         resume: Option<&ResumeState>,
         config: &UNetConfig,
         options: &TrainOptions,
         t_count: usize,
         threads: i32,
+        init: Option<&Weights>,
     ) -> Result<Self> {
         let importance = options.timestep_sampling == TimestepSampling::Importance;
         let Some(r) = resume else {
-            let w = init_weights(config, options.seed)?;
+            let w = match init {
+                Some(w) => w.clone(),
+                None => init_weights(config, options.seed)?,
+            };
             let history = importance.then(|| LossHistory::new(t_count));
             return Ok(Self { step: 0, params: w.clone(), ema: w, moments: None, history });
         };

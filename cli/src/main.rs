@@ -212,6 +212,20 @@ struct SampleArgs {
     trajectory: Option<PathBuf>,
 }
 
+/// The progress bar of a run of model evaluations: on a terminal only (stderr).
+fn evaluations_bar(total: Option<u64>) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(total, indicatif::ProgressDrawTarget::stderr());
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} evaluations  {per_sec}  ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
 fn classify(e: &anyhow::Error) -> u8 {
     // The user's input: a marked error, or any file and limit error of ddpm-io.
     if e.chain().any(|c| c.downcast_ref::<BadInputMarker>().is_some() || c.downcast_ref::<ddpm_io::Error>().is_some()) {
@@ -356,15 +370,7 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
         pipeline = pipeline.record_trajectory(plan.timesteps.len().div_ceil(10).max(1));
     }
     let total = plan.evaluations;
-    let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} evaluations  {per_sec}  ETA {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = evaluations_bar(Some(total as u64));
     let samples = pipeline.on_progress(|p| bar.set_position(p.evaluations_done as u64)).run()?;
     bar.finish_and_clear();
     out.write(&samples.data, samples.shape)?;

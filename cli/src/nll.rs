@@ -1,7 +1,6 @@
 //! `runtime nll`: the variational bound (Ho et al. 2020, eq. 5) of a model on a set of real
 //! images, in bits per dimension, term by term, and the rate-distortion curve (section 4.3).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use ddpm_runtime::likelihood::{variational_bound, BoundModel, BoundOptions, TermKind};
@@ -170,15 +169,7 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
         }
     };
     let options = BoundOptions { t_stride: args.t_stride, batch_size: args.batch_size, seed: args.seed };
-    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} evaluations  {per_sec}  ETA {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = crate::evaluations_bar(None);
     let started = std::time::Instant::now();
     let bound = variational_bound(&mut model, &bound_model, images, n, labels.as_deref(), &options, |done, total| {
         bar.set_length(total as u64);

@@ -51,9 +51,7 @@ impl Checkpoint {
         };
         let guidance = if guidance_path.exists() {
             let text = ddpm_io::files::read_regular_text(&guidance_path, ddpm_io::limits::MAX_CONFIG_BYTES, "guidance config")?;
-            let g: GuidanceConfig = serde_json::from_str(&text).map_err(|e| {
-                ExportError::Usage(format!("{}: {e}; expected {{\"null_class_label\": K, \"guidance_scale\": S}}", guidance_path.display()))
-            })?;
+            let g = GuidanceConfig::from_json_str(&text).map_err(|e| ExportError::Usage(format!("{}: {e}", guidance_path.display())))?;
             let k = unet.config.num_class_embeds.unwrap_or(0);
             if !(g.null_class_label >= 0 && (g.null_class_label as usize) < k) {
                 return Err(ExportError::Usage(format!(

@@ -128,6 +128,26 @@ fn one() -> f64 {
     1.0
 }
 
+impl GuidanceConfig {
+    /// Parses `{"null_class_label": K, "guidance_scale": S}` (the scale defaults to 1); any
+    /// other key, or anything but an object, is an error saying what was expected.
+    ///
+    /// ```
+    /// use ddpm_runtime::onnx::signature::GuidanceConfig;
+    /// assert_eq!(GuidanceConfig::from_json_str(r#"{"null_class_label": 10}"#)?.guidance_scale, 1.0);
+    /// assert!(GuidanceConfig::from_json_str("[10]").is_err());
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn from_json_str(text: &str) -> std::result::Result<Self, String> {
+        let expected = "expected {\"null_class_label\": K, \"guidance_scale\": S}";
+        let value: Value = serde_json::from_str(text).map_err(|e| format!("{e}; {expected}"))?;
+        if !value.is_object() {
+            return Err(format!("found {value}, {expected}"));
+        }
+        serde_json::from_value(value).map_err(|e| format!("{e}; {expected}"))
+    }
+}
+
 fn usize_key(config: Option<&Value>, key: &str) -> Option<usize> {
     config?.get(key)?.as_u64().map(|v| v as usize)
 }
@@ -170,9 +190,7 @@ impl ModelSignature {
         };
         let guidance = match metadata("guidance_config") {
             Some(text) => {
-                let g: GuidanceConfig = serde_json::from_str(&text).map_err(|e| {
-                    bad(format!("metadata guidance_config: {e}; expected {{\"null_class_label\": K, \"guidance_scale\": S}}"))
-                })?;
+                let g = GuidanceConfig::from_json_str(&text).map_err(|e| bad(format!("metadata guidance_config: {e}")))?;
                 if !(g.guidance_scale.is_finite() && g.guidance_scale >= 0.0) {
                     return Err(bad(format!(
                         "metadata guidance_config: guidance_scale {}, expected a finite number >= 0",
@@ -440,6 +458,35 @@ mod tests {
         let floats = TensorSpec::new("class_labels", T::Float32, &[-1]);
         let e = read(&[sample(), timestep(T::Int64, &[]), floats], &out(), &[("unet_config", r#"{"num_class_embeds": 10}"#)]).unwrap_err();
         assert!(e.to_string().contains("expected int64"), "{e}");
+    }
+
+    #[test]
+    fn guidance_metadata_present_absent_and_malformed() {
+        let labels = TensorSpec::new("class_labels", T::Int64, &[-1]);
+        let inputs = [sample(), timestep(T::Int64, &[]), labels];
+        let unet = ("unet_config", r#"{"num_class_embeds": 11}"#);
+        let read = |inputs: &[TensorSpec], outputs: &[TensorSpec], pairs: &[(&str, &str)]| {
+            ModelSignature::from_parts(inputs, outputs, |k| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| v.to_string()), path())
+        };
+        let none = read(&inputs, &out(), &[unet]).unwrap();
+        assert_eq!(none.guidance, None);
+        let g = read(&inputs, &out(), &[unet, ("guidance_config", r#"{"null_class_label": 10, "guidance_scale": 3.0}"#)]).unwrap();
+        assert_eq!(g.guidance, Some(GuidanceConfig { null_class_label: 10, guidance_scale: 3.0 }));
+        let default_scale = read(&inputs, &out(), &[unet, ("guidance_config", r#"{"null_class_label": 10}"#)]).unwrap();
+        assert_eq!(default_scale.guidance.map(|g| g.guidance_scale), Some(1.0));
+        for (text, needle) in [
+            (r#"{"null_class_label": 11}"#, "not a class of this model"),
+            (r#"{"null_class_label": -1}"#, "not a class of this model"),
+            (r#"{"null_class_label": 10, "guidance_scale": -2}"#, "guidance_scale -2"),
+            (r#"{"null_label": 10}"#, "metadata guidance_config"),
+            ("[10]", "metadata guidance_config"),
+        ] {
+            let e = read(&inputs, &out(), &[unet, ("guidance_config", text)]).unwrap_err();
+            assert!(e.to_string().contains(needle), "{text}: {e}");
+        }
+        // A model that is not class-conditional has no null label to name.
+        let e = read(&[sample(), timestep(T::Int64, &[])], &out(), &[("guidance_config", r#"{"null_class_label": 0}"#)]).unwrap_err();
+        assert!(e.to_string().contains("not a class of this model"), "{e}");
     }
 
     #[test]

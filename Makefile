@@ -21,6 +21,13 @@ ORT_DYLIB = $$(ls "$$(scripts/setup-env.sh --gpu)"/lib/python3*/site-packages/on
 endif
 ENV_ORT = DDPM_RS_ORT_DYLIB="$(ORT_DYLIB)"
 ENV = $(ENV_ORT) LIBTORCH="$$(scripts/setup-env.sh --libtorch)" PATH="$$(scripts/setup-env.sh $(SETUP_FLAG))/bin:$$PATH"
+# A third environment, for serving through Triton Inference Server: tritonserver (from
+# nvidia-pytriton), tritonclient (whose protocol descriptors the runtime's client and the
+# exporter's config check are generated from) and onnxruntime for its Python backend.
+# `make build` and `make test` build the runtime CLI with `--server` (feature triton), and
+# the tests start a real server from it; `make demo` needs none of it.
+FEATURES := --features ddpm-cli/triton
+ENV_TRITON = DDPM_RS_TRITON_ENV="$$(scripts/setup-env.sh --triton)"
 # The OpenVINO build of ONNX Runtime (for --precision bf16) is a set-up option:
 # `make setup-openvino`. The tests and benches install it; build.rs finds it in the cache
 # folder and records its path in the runtime.
@@ -39,12 +46,13 @@ help:
 setup:
 	@scripts/setup-env.sh $(SETUP_FLAG) >/dev/null
 	@scripts/setup-env.sh --ort >/dev/null
+	@scripts/setup-env.sh --triton >/dev/null
 
 setup-openvino: setup
 	@scripts/setup-env.sh --openvino >/dev/null
 
 build: setup
-	$(ENV) cargo build --release --locked -p ddpm-cli -p ddpm-exporter -p ddpm-trainer --bins
+	$(ENV) cargo build --release --locked -p ddpm-cli -p ddpm-exporter -p ddpm-trainer --bins $(FEATURES)
 	@mkdir -p bin
 	@for b in runtime exporter trainer; do cp -f "$(CARGO_TARGET_DIR)/release/$$b" bin/$$b; done
 	@echo "built ./bin/runtime ./bin/exporter ./bin/trainer"
@@ -63,12 +71,12 @@ demo: build-runtime
 
 # --no-fail-fast: one failing test binary does not hide the others.
 test: setup-openvino lint
-	$(ENV) cargo test --locked --workspace --no-fail-fast
+	$(ENV) $(ENV_TRITON) cargo test --locked --workspace --no-fail-fast $(FEATURES)
 
 # The habits that keep the code as it is: formatted, and no clippy warning anywhere.
 lint: setup
 	cargo fmt --all --check
-	$(ENV) cargo clippy --locked --workspace --all-targets -- -D warnings
+	$(ENV) cargo clippy --locked --workspace --all-targets $(FEATURES) -- -D warnings
 
 bench: build setup-openvino
 	$(ENV) cargo bench --locked -p ddpm-benches
@@ -82,7 +90,7 @@ fixtures: setup
 
 # The environment the builds use, for scripts (scripts/fuzz.sh): eval "$$(make -s print-env)".
 print-env: setup
-	@echo "export DDPM_RS_CACHE='$(CACHE)' CARGO_TARGET_DIR='$(CARGO_TARGET_DIR)' DDPM_RS_ORT_DYLIB=\"$(ORT_DYLIB)\" LIBTORCH=\"$$(scripts/setup-env.sh --libtorch)\""
+	@echo "export DDPM_RS_CACHE='$(CACHE)' CARGO_TARGET_DIR='$(CARGO_TARGET_DIR)' DDPM_RS_ORT_DYLIB=\"$(ORT_DYLIB)\" LIBTORCH=\"$$(scripts/setup-env.sh --libtorch)\" DDPM_RS_TRITON_ENV=\"$$(scripts/setup-env.sh --triton)\""
 
 fuzz:
 	scripts/fuzz.sh

@@ -37,6 +37,8 @@ fn find_in_cache(cache: &Path) -> Option<PathBuf> {
     newest_lib(
         cache_entries(cache, "venv-")
             .into_iter()
+            // The Triton test environment's onnxruntime serves Triton's Python backend.
+            .filter(|venv| !venv.file_name().is_some_and(|n| n.to_string_lossy().starts_with("venv-triton-")))
             .filter_map(|venv| std::fs::read_dir(venv.join("lib")).ok())
             .flat_map(|libs| libs.flatten())
             .map(|py| py.path().join("site-packages/onnxruntime/capi")),
@@ -50,7 +52,52 @@ fn find_openvino_in_cache(cache: &Path) -> Option<PathBuf> {
     )
 }
 
+/// The Python of the Triton environment: `DDPM_RS_TRITON_PYTHON`, else the newest complete
+/// `venv-triton-*` of the cache folder (`scripts/setup-env.sh --triton`).
+#[cfg(feature = "triton")]
+fn triton_python() -> Option<PathBuf> {
+    println!("cargo:rerun-if-env-changed=DDPM_RS_TRITON_PYTHON");
+    if let Some(p) = std::env::var_os("DDPM_RS_TRITON_PYTHON").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let mut venvs: Vec<PathBuf> = cache_dir()
+        .map(|c| cache_entries(&c, "venv-triton-"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| v.join(".complete").exists())
+        .collect();
+    venvs.sort();
+    venvs.pop().map(|v| v.join("bin/python"))
+}
+
+/// The KServe v2 client (feature `triton`): the protocol's definitions are read from the
+/// tritonclient wheel's compiled descriptors (triton_descriptors.py) and compiled by
+/// tonic-prost-build; nothing of the protocol is kept in the repository.
+#[cfg(feature = "triton")]
+fn triton_client() {
+    use tonic_prost_build::FileDescriptorSet;
+    println!("cargo:rerun-if-changed=triton_descriptors.py");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let fds_path = out.join("triton_protocol.fds.bin");
+    let Some(python) = triton_python() else {
+        panic!(
+            "feature triton: no Triton environment to read the protocol from; run scripts/setup-env.sh --triton \
+             (or set DDPM_RS_TRITON_PYTHON to a Python with tritonclient)"
+        )
+    };
+    let status = std::process::Command::new(&python).arg("triton_descriptors.py").arg(&fds_path).status();
+    match status {
+        Ok(s) if s.success() => {}
+        other => panic!("feature triton: {} triton_descriptors.py failed: {other:?}", python.display()),
+    }
+    let bytes = std::fs::read(&fds_path).expect("the descriptors just written");
+    let fds = <FileDescriptorSet as prost::Message>::decode(bytes.as_slice()).expect("a FileDescriptorSet");
+    tonic_prost_build::configure().build_server(false).compile_fds(fds).expect("tonic-prost-build");
+}
+
 fn main() {
+    #[cfg(feature = "triton")]
+    triton_client();
     println!("cargo:rerun-if-env-changed=DDPM_RS_ORT_DYLIB");
     println!("cargo:rerun-if-env-changed=DDPM_RS_CACHE");
     println!("cargo:rerun-if-changed=build.rs");

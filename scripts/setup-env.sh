@@ -15,13 +15,16 @@
 #                                   prints the path of its libonnxruntime.so
 #   scripts/setup-env.sh --gpu      the full environment for a machine with a GPU (torch with
 #                                   its CUDA libraries, onnxruntime-gpu); prints the venv's path
+#   scripts/setup-env.sh --triton   the Triton test environment (tritonserver 2.51.0 from
+#                                   nvidia-pytriton, tritonclient, onnxruntime; ~0.5 GB);
+#                                   prints the venv's path
 #   scripts/setup-env.sh --libtorch the libtorch folder (LIBTORCH) of the environment above
 #                                   (of --gpu when DDPM_RS_GPU=1)
 set -euo pipefail
 mode="${1:-venv}"
 case "$mode" in
-  venv|--ort|--openvino|--gpu|--libtorch) ;;
-  *) echo "usage: scripts/setup-env.sh [--ort | --openvino | --gpu | --libtorch]" >&2; exit 2 ;;
+  venv|--ort|--openvino|--gpu|--triton|--libtorch) ;;
+  *) echo "usage: scripts/setup-env.sh [--ort | --openvino | --gpu | --triton | --libtorch]" >&2; exit 2 ;;
 esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache="${DDPM_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ddpm-rs}"
@@ -72,6 +75,17 @@ case "$mode" in
   # 1.24.1 bundles OpenVINO 2025.4 and serves ONNX Runtime API 24, the version the runtime asks for.
   --openvino) unpacked ort-openvino "$root/python/requirements-openvino.txt" ;;
   --gpu) venv venv-gpu "$root/python/requirements-gpu.txt" deps ;;
+  --triton)
+    v=$(venv venv-triton "$root/python/requirements-triton.txt" deps)
+    # The Python backend runs the stub built for the Python it embeds: the local one's,
+    # copied beside the backend (its RPATH finds the wheel's libraries from there).
+    t=$(ls -d "$v"/lib/python3*/site-packages/pytriton/tritonserver | head -n 1)
+    py=$("$v/bin/python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+    if [ ! -x "$t/backends/python/triton_python_backend_stub" ]; then
+      cp "$t/python_backend_stubs/$py/triton_python_backend_stub" "$t/backends/python/triton_python_backend_stub.tmp"
+      mv "$t/backends/python/triton_python_backend_stub.tmp" "$t/backends/python/triton_python_backend_stub"
+    fi
+    echo "$v" ;;
   --libtorch)
     if [ "${DDPM_RS_GPU:-0}" = 1 ]; then v=$(venv venv-gpu "$root/python/requirements-gpu.txt" deps)
     else v=$(venv venv "$root/python/requirements.txt" no-deps); fi

@@ -5,14 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::builder::{PossibleValuesParser, TypedValueParser as _};
+use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
+use ddpm_io::cli::named;
 use ddpm_io::npy::read_npy;
 use ddpm_runtime::{ClassLabels, Denoiser, ExecutionProvider, OnnxDenoiser, Precision, SamplerKind, TimestepSpacing};
 
 mod nll;
 mod output;
 mod pretrained;
+mod remote;
 
 use output::OutputKind;
 
@@ -36,6 +38,19 @@ enum Command {
     /// The variational bound on the negative log-likelihood (Ho et al. 2020, eq. 5) of a set
     /// of real images, in bits/dim, term by term, and the rate-distortion curve.
     Nll(nll::NllArgs),
+    /// Join the .npy files of sample-set shards (`sample --first-index`) in the order given,
+    /// into one .npy: the bytes one run of all the samples writes.
+    Merge(MergeArgs),
+}
+
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// The merged set (float32 .npy [N, C, H, W]); written to a temporary name, then renamed.
+    #[arg(long, value_name = "FILE.npy")]
+    out: PathBuf,
+    /// The shards, first index first.
+    #[arg(required = true, value_name = "SHARD.npy")]
+    shards: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -70,17 +85,6 @@ struct EvalArgs {
 
 fn parse_size(s: &str) -> Result<u64, String> {
     ddpm_io::limits::parse_size(s).map_err(|e| e.to_string())
-}
-
-/// A clap parser for one of the library's named enums: its names are the possible values
-/// (shown in --help), its `FromStr` the conversion.
-fn named<T: std::str::FromStr + Clone + Send + Sync + 'static>(
-    names: &'static [&'static str],
-) -> impl clap::builder::TypedValueParser<Value = T>
-where
-    T::Err: std::fmt::Display,
-{
-    PossibleValuesParser::new(names).try_map(|s| s.parse::<T>().map_err(|e| e.to_string()))
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
@@ -172,6 +176,10 @@ struct SampleArgs {
     timestep_spacing: Option<TimestepSpacing>,
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     seed: u64,
+    /// Draw samples I .. I+N-1 of the seed's per-sample streams (a shard of a larger set:
+    /// shards drawn apart, joined with `runtime merge`, hold the bytes of one run).
+    #[arg(long, value_name = "I", default_value_t = 0, allow_hyphen_values = true)]
+    first_index: u64,
     /// Start from this x_T (float32 .npy, [N, C, H, W]) instead of noise from --seed.
     #[arg(long, value_name = "XT.npy")]
     noise: Option<PathBuf>,
@@ -206,6 +214,15 @@ struct SampleArgs {
     /// FILE.png (a grid), FILE.npy (float32 [N, C, H, W]) or DIR/ (one PNG per sample).
     #[arg(long, default_value = "samples.png")]
     out: String,
+    /// A Triton Inference Server that serves the model (KServe v2 over gRPC):
+    /// grpc://HOST:PORT, with --model-name the served model's name. Shapes, labels and the
+    /// schedule come from the server; every other flag is as for a local model.
+    #[arg(long, value_name = "URL", conflicts_with = "model")]
+    server: Option<String>,
+    /// Batches of chains in flight at once at the server (with --server), so that its
+    /// dynamic batcher can merge them; the samples do not depend on it.
+    #[arg(long, value_name = "K", default_value_t = 1, allow_hyphen_values = true)]
+    concurrency: usize,
     /// Also write the predicted x_0 of the first 8 samples across the reverse chain (rows:
     /// samples, columns: steps), as in the DDPM paper's progressive-generation figure.
     #[arg(long, value_name = "FILE.png")]
@@ -270,10 +287,24 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     if !args.eta.is_finite() || args.eta < 0.0 {
         return Err(bad(format!("--eta {}: expected a finite number >= 0", args.eta)));
     }
+    if args.concurrency == 0 {
+        return Err(bad("--concurrency 0: expected at least 1 batch in flight"));
+    }
+    if let Some(s) = args.guidance_scale {
+        if !(s.is_finite() && s >= 0.0) {
+            return Err(bad(format!("--guidance-scale {s}: expected a finite number >= 0 (1: no guidance)")));
+        }
+    }
     let out = OutputKind::from_path(&args.out)?;
     out.check_writable()?;
     if let Some(t) = &args.trajectory {
         OutputKind::from_path(&t.to_string_lossy())?.check_writable()?;
+    }
+    if let Some(server) = &args.server {
+        return remote::sample(&args, server, &out, started);
+    }
+    if args.concurrency != 1 {
+        return Err(bad("--concurrency: only with --server (batches in flight at a Triton server)"));
     }
     let mut builder = OnnxDenoiser::builder().precision(precision);
     if let Some(ep) = args.ep {
@@ -298,8 +329,29 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
         }
     };
     let shape = model.shape();
-    // The batch asked for, even when --n is smaller (it would be clamped): a size that no
-    // machine holds is a mistake worth saying.
+    check_batch_memory(&args, shape)?;
+    if precision == Precision::Auto {
+        eprintln!("{}", model.precision_choice());
+    }
+    let noise = read_noise(&args, shape)?;
+    let model_guidance = model.signature().guidance.map(|g| g.guidance_scale);
+    let what_ran = model.precision_choice().to_string();
+    let pipeline = configure(model.pipeline(), &args, model_guidance, noise)?;
+    let plan = pipeline.plan()?;
+    let pipeline = match args.trajectory {
+        Some(_) => pipeline.record_trajectory(plan.timesteps.len().div_ceil(10).max(1)),
+        None => pipeline,
+    };
+    let bar = evaluations_bar(Some(plan.evaluations as u64));
+    let samples = pipeline.on_progress(|p| bar.set_position(p.evaluations_done as u64)).run()?;
+    bar.finish_and_clear();
+    let guidance = args.guidance_scale.or(model_guidance).unwrap_or(1.0);
+    finish(&args, &out, &samples, &what_ran, guidance, started)
+}
+
+/// A batch asked for (even when --n is smaller and it would be clamped) that no machine
+/// holds is a mistake worth saying.
+fn check_batch_memory(args: &SampleArgs, shape: ddpm_runtime::ModelShape) -> anyhow::Result<()> {
     ddpm_io::limits::check_memory(
         &format!(
             "--batch-size {}: a batch of {} samples of {}x{}x{} float32",
@@ -307,57 +359,55 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
         ),
         ddpm_io::limits::bytes_of(&[args.batch_size, shape.channels.max(shape.out_channels), shape.height, shape.width], 4 * 8),
     )?;
-    if precision == Precision::Auto {
-        eprintln!("{}", model.precision_choice());
-    }
+    Ok(())
+}
 
-    let mut pipeline_noise = None;
-    if let Some(path) = &args.noise {
-        let (data, dims) = read_npy(path)?;
-        let expected = [shape.channels, shape.height, shape.width];
-        if dims.len() != 4 || dims[1..] != expected {
-            return Err(bad(format!(
-                "{}: shape {dims:?}, expected [N, {}, {}, {}]",
-                path.display(),
-                expected[0],
-                expected[1],
-                expected[2]
-            )));
-        }
-        if dims[0] == 0 {
-            return Err(bad(format!("{}: holds 0 samples, expected at least 1", path.display())));
-        }
-        if let Some(n) = args.n {
-            if n != dims[0] {
-                return Err(bad(format!("--n {n} disagrees with the {} samples of {}", dims[0], path.display())));
-            }
-        }
-        if data.iter().any(|v| !v.is_finite()) {
-            return Err(bad(format!("{}: contains NaN or infinite values", path.display())));
-        }
-        pipeline_noise = Some(data);
+/// The x_T of `--noise`, checked against the model's sample shape and `--n`.
+fn read_noise(args: &SampleArgs, shape: ddpm_runtime::ModelShape) -> anyhow::Result<Option<Vec<f32>>> {
+    let Some(path) = &args.noise else { return Ok(None) };
+    let (data, dims) = read_npy(path)?;
+    let expected = [shape.channels, shape.height, shape.width];
+    if dims.len() != 4 || dims[1..] != expected {
+        return Err(bad(format!("{}: shape {dims:?}, expected [N, {}, {}, {}]", path.display(), expected[0], expected[1], expected[2])));
     }
-    let kind = args.sampler;
-    let model_guidance = model.signature().guidance.map(|g| g.guidance_scale);
-    let mut pipeline = model.pipeline().sampler(kind).batch_size(args.batch_size).seed(args.seed).eta(args.eta);
+    if dims[0] == 0 {
+        return Err(bad(format!("{}: holds 0 samples, expected at least 1", path.display())));
+    }
+    if let Some(n) = args.n {
+        if n != dims[0] {
+            return Err(bad(format!("--n {n} disagrees with the {} samples of {}", dims[0], path.display())));
+        }
+    }
+    if data.iter().any(|v| !v.is_finite()) {
+        return Err(bad(format!("{}: contains NaN or infinite values", path.display())));
+    }
+    Ok(Some(data))
+}
+
+/// The flags of `sample` applied to a pipeline over any model; `model_guidance` is the
+/// model's recommended scale (None: the model has no null label).
+fn configure<'p, D: Denoiser>(
+    pipeline: ddpm_runtime::Pipeline<'p, D>,
+    args: &SampleArgs,
+    model_guidance: Option<f64>,
+    noise: Option<Vec<f32>>,
+) -> anyhow::Result<ddpm_runtime::Pipeline<'p, D>> {
+    let mut pipeline =
+        pipeline.sampler(args.sampler).batch_size(args.batch_size).seed(args.seed).first_index(args.first_index).eta(args.eta);
     if let Some(s) = args.steps {
         pipeline = pipeline.steps(s);
     }
     if let Some(spacing) = args.timestep_spacing {
         pipeline = pipeline.timestep_spacing(spacing);
     }
-    pipeline = match pipeline_noise {
+    pipeline = match noise {
         Some(noise) => pipeline.initial_noise(noise),
         None => pipeline.n(args.n.unwrap_or(16)),
     };
     if let Some(l) = args.class_label {
         pipeline = pipeline.class_labels(ClassLabels::Fixed(l));
     }
-    let guidance = args.guidance_scale.or(model_guidance).unwrap_or(1.0);
     if let Some(s) = args.guidance_scale {
-        if !(s.is_finite() && s >= 0.0) {
-            return Err(bad(format!("--guidance-scale {s}: expected a finite number >= 0 (1: no guidance)")));
-        }
         if s != 1.0 && model_guidance.is_none() {
             return Err(bad(format!(
                 "--guidance-scale {s}: the model has no null label (metadata guidance_config; it was not trained with label dropout); use 1"
@@ -365,15 +415,19 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
         }
         pipeline = pipeline.guidance_scale(s);
     }
-    let plan = pipeline.plan()?;
-    if args.trajectory.is_some() {
-        pipeline = pipeline.record_trajectory(plan.timesteps.len().div_ceil(10).max(1));
-    }
-    let total = plan.evaluations;
-    let bar = evaluations_bar(Some(total as u64));
-    let samples = pipeline.on_progress(|p| bar.set_position(p.evaluations_done as u64)).run()?;
-    bar.finish_and_clear();
-    out.write(&samples.data, samples.shape)?;
+    Ok(pipeline)
+}
+
+/// Writes the samples (and trajectory) and says what ran, on one line.
+fn finish(
+    args: &SampleArgs,
+    out: &OutputKind,
+    samples: &ddpm_runtime::Samples,
+    what_ran: &str,
+    guidance: f64,
+    started: Instant,
+) -> anyhow::Result<()> {
+    out.write(&samples.data, samples.shape, args.first_index)?;
     if let Some(path) = &args.trajectory {
         // Rows: the first (up to) 8 samples; columns: predicted x_0 along the chain, then
         // the final sample.
@@ -393,12 +447,12 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     }
     let n = samples.shape[0];
     let secs = samples.total_time.as_secs_f64();
+    let shard = if args.first_index > 0 { format!(" {} .. {}", args.first_index, args.first_index + n as u64 - 1) } else { String::new() };
     println!(
-        "wrote {n} samples to {} ({} {} steps, {}{}): {:.2} s, {:.2} samples/s, {:.2} ms per model evaluation ({} evaluations); total {:.2} s",
+        "wrote {n} samples{shard} to {} ({} {} steps, {what_ran}{}): {:.2} s, {:.2} samples/s, {:.2} ms per model evaluation ({} evaluations); total {:.2} s",
         args.out,
-        kind.name(),
+        args.sampler.name(),
         samples.evaluations / n.div_ceil(args.batch_size.max(1)).max(1),
-        model.precision_choice(),
         if guidance != 1.0 { format!(", guidance {guidance}") } else { String::new() },
         secs,
         n as f64 / secs.max(1e-9),
@@ -409,6 +463,35 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn merge(args: MergeArgs) -> anyhow::Result<()> {
+    let mut data = Vec::new();
+    let mut dims: Option<Vec<usize>> = None;
+    for path in &args.shards {
+        let (d, s) = read_npy(path)?;
+        if s.len() != 4 {
+            return Err(bad(format!("{}: shape {s:?}, expected [N, C, H, W] (a sample set)", path.display())));
+        }
+        match &mut dims {
+            None => dims = Some(s),
+            Some(all) if all[1..] == s[1..] => all[0] += s[0],
+            Some(all) => {
+                return Err(bad(format!(
+                    "{}: samples of shape {:?}, expected {:?} as in {}",
+                    path.display(),
+                    &s[1..],
+                    &all[1..],
+                    args.shards[0].display()
+                )))
+            }
+        }
+        data.extend(d);
+    }
+    let dims = dims.unwrap_or_default();
+    ddpm_io::npy::write_npy(&args.out, &data, &dims)?;
+    println!("wrote {} samples from {} shards to {}", dims[0], args.shards.len(), args.out.display());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let run = |cli: Cli| {
         match cli.command {
@@ -416,6 +499,7 @@ fn main() -> ExitCode {
             Command::Eval(args) => eval(args),
             Command::Info(args) => info(args),
             Command::Nll(args) => nll::nll(args),
+            Command::Merge(args) => merge(args),
         }
         .map(|()| ExitCode::SUCCESS)
         .map_err(Chain)

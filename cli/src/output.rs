@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use ddpm_io::npy::write_npy;
-use ddpm_io::png::{write_png_dir, write_png_grid};
+use ddpm_io::png::{write_png_dir_from, write_png_grid};
 use ddpm_io::{Error, Result};
 
 /// Where samples go, decided by the output path: `.npy`, `.png` (grid), or a folder
@@ -40,11 +40,13 @@ impl OutputKind {
         Ok(())
     }
 
-    pub fn write(&self, data: &[f32], shape: [usize; 4]) -> Result<()> {
+    /// `first`: the index of the first sample in the whole set (`--first-index`), which
+    /// names the files of a folder.
+    pub fn write(&self, data: &[f32], shape: [usize; 4], first: u64) -> Result<()> {
         match self {
             Self::Npy(p) => write_npy(p, data, &shape),
             Self::PngGrid(p) => write_png_grid(p, data, shape),
-            Self::PngDir(p) => write_png_dir(p, data, shape),
+            Self::PngDir(p) => write_png_dir_from(p, data, shape, first),
         }
     }
 }

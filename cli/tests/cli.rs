@@ -455,3 +455,40 @@ fn guidance_scale_flags() {
     bad(&["--model", &g, "--guidance-scale", "-2", "--out", &out], "--guidance-scale -2");
     assert!(!Path::new(&out).exists());
 }
+
+fn runtime_cmd(cmd: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runtime")).arg(cmd).args(args).env_remove("RUST_LOG").output().unwrap()
+}
+
+#[test]
+fn shards_drawn_apart_and_merged_are_the_bytes_of_one_run() {
+    let d = tmp();
+    // A class-conditional model: the uniform labels are per-sample streams too.
+    let g = model("gaussian_classes.onnx");
+    for sampler in ["ddpm", "ddim"] {
+        let common = ["--model", &g, "--sampler", sampler, "--steps", "12", "--seed", "11", "--batch-size", "3"];
+        let whole = p(d.path(), &format!("{sampler}-whole.npy"));
+        ok(&[&common[..], &["--n", "7", "--out", &whole]].concat());
+        let mut shards = Vec::new();
+        for (first, n) in [("0", "2"), ("2", "4"), ("6", "1")] {
+            let out = p(d.path(), &format!("{sampler}-{first}.npy"));
+            ok(&[&common[..], &["--first-index", first, "--n", n, "--out", &out]].concat());
+            shards.push(out);
+        }
+        let merged = p(d.path(), &format!("{sampler}-merged.npy"));
+        let args: Vec<&str> = ["--out", merged.as_str()].into_iter().chain(shards.iter().map(String::as_str)).collect();
+        let out = runtime_cmd("merge", &args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read(&merged).unwrap(), std::fs::read(&whole).unwrap(), "{sampler}: merged shards differ from one run");
+        // A shard is not the start of the set: its samples are others.
+        assert_ne!(std::fs::read(&shards[1]).unwrap()[128..], std::fs::read(&shards[0]).unwrap()[128..]);
+    }
+    // Shards of different sample shapes do not merge.
+    let other = p(d.path(), "other.npy");
+    write_npy(&other, &[0.0; 2 * 4], &[2, 1, 2, 2]).unwrap();
+    let merged = p(d.path(), "bad-merge.npy");
+    let out = runtime_cmd("merge", &["--out", &merged, &p(d.path(), "ddim-0.npy"), &other]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("other.npy"));
+    assert!(!Path::new(&merged).exists());
+}

@@ -12,6 +12,9 @@ pub enum ExportError {
     /// The exported model does not reproduce the checkpoint (exit 1).
     #[error("verification failed: max relative error {error:.3e} between ONNX Runtime and libtorch exceeds {tolerance:.0e}")]
     Mismatch { error: f32, tolerance: f32 },
+    /// A failure of the exporter itself (exit 1).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ExportError {
@@ -20,7 +23,7 @@ impl ExportError {
             ExportError::Usage(_) => true,
             ExportError::Model(e) => e.is_bad_input(),
             ExportError::Runtime(e) => e.is_bad_input(),
-            ExportError::Mismatch { .. } => false,
+            ExportError::Mismatch { .. } | ExportError::Internal(_) => false,
         }
     }
 }

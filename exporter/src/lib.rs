@@ -8,6 +8,7 @@
 pub mod error;
 pub mod export;
 pub mod onnx;
+pub mod triton;
 
 pub use error::{ExportError, Result};
 pub use export::{export_checkpoint, Checkpoint, ExportReport};

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ddpm_exporter::triton::{write_repository, Backend, InstanceKind, TensorRt, TritonOptions, TrtPrecision};
 use ddpm_exporter::{export_checkpoint, Checkpoint, ExportError, ExportOptions, ExportPrecision};
+use ddpm_io::cli::named;
 
 #[derive(Parser)]
 #[command(name = "exporter", version, about = "Export a DDPM U-Net checkpoint (diffusers layout) to ONNX")]
@@ -45,6 +47,50 @@ enum Command {
         #[arg(long, value_name = "S", allow_negative_numbers = true)]
         guidance_scale: Option<f64>,
     },
+    /// Write a Triton Inference Server model repository for a .onnx of the contract:
+    /// REPO/NAME/config.pbtxt (checked against Triton's schema) and REPO/NAME/1/model.onnx.
+    Triton {
+        /// The .onnx (written by `exporter onnx`: its metadata carries the configs).
+        #[arg(long, value_name = "MODEL.onnx")]
+        onnx: PathBuf,
+        /// The model repository (created if missing; other models in it are left alone).
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// The served model's name [default: the .onnx file's stem].
+        #[arg(long)]
+        name: Option<String>,
+        /// onnxruntime (Triton's onnxruntime backend; CPU or GPU, TensorRT on request) or
+        /// python (onnxruntime inside Triton's Python backend: CPU-only Triton builds).
+        #[arg(long, default_value = "onnxruntime", value_parser = named::<Backend>(Backend::NAMES))]
+        backend: Backend,
+        /// The largest batch of one request, merged requests included.
+        #[arg(long, default_value_t = 64, allow_hyphen_values = true)]
+        max_batch_size: u32,
+        /// Batch sizes the dynamic batcher aims for (repeat the flag) [default: any].
+        #[arg(long, value_name = "N", allow_hyphen_values = true)]
+        preferred_batch_size: Vec<u32>,
+        /// How long a request may wait to be merged with others, in microseconds.
+        #[arg(long, value_name = "US", default_value_t = 200, allow_hyphen_values = true)]
+        max_queue_delay_us: u64,
+        /// Where instances run: auto (a GPU where there is one), cpu or gpu.
+        #[arg(long, default_value = "auto", value_parser = named::<InstanceKind>(InstanceKind::NAMES))]
+        instance_kind: InstanceKind,
+        /// Model instances (per GPU for gpu).
+        #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
+        instance_count: u32,
+        /// Intra-op threads of each instance's onnxruntime session [default: onnxruntime's].
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        threads: u32,
+        /// The TensorRT accelerator (onnxruntime backend, GPU) at this precision: fp16 or fp32.
+        #[arg(long, value_name = "PRECISION", value_parser = named::<TrtPrecision>(TrtPrecision::NAMES))]
+        tensorrt: Option<TrtPrecision>,
+        /// TensorRT's builder workspace in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "tensorrt", allow_hyphen_values = true)]
+        trt_workspace_mib: u64,
+        /// Keep TensorRT's engines in this folder of the server across restarts.
+        #[arg(long, value_name = "DIR", requires = "tensorrt")]
+        trt_engine_cache: Option<PathBuf>,
+    },
     /// Write a copy of a unet/ folder with float16 weights (half the size; diffusers and
     /// the exporter read it as float32).
     Fp16Unet {
@@ -57,6 +103,45 @@ enum Command {
 
 fn run(cli: Cli) -> Result<(), ExportError> {
     match cli.command {
+        Command::Triton {
+            onnx,
+            repo,
+            name,
+            backend,
+            max_batch_size,
+            preferred_batch_size,
+            max_queue_delay_us,
+            instance_kind,
+            instance_count,
+            threads,
+            tensorrt,
+            trt_workspace_mib,
+            trt_engine_cache,
+        } => {
+            let name = name.unwrap_or_else(|| onnx.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+            let options = TritonOptions {
+                backend,
+                max_batch_size,
+                preferred_batch_sizes: preferred_batch_size,
+                max_queue_delay_us,
+                instance_kind,
+                instance_count,
+                threads,
+                tensorrt: tensorrt.map(|precision| TensorRt {
+                    precision,
+                    workspace_mib: trt_workspace_mib,
+                    engine_cache: trt_engine_cache,
+                }),
+                ..TritonOptions::new(&name)
+            };
+            let dir = write_repository(&onnx, &repo, &options)?;
+            println!(
+                "wrote the Triton model {name} ({} backend, max_batch_size {max_batch_size}) to {} (config.pbtxt checked against Triton's model configuration schema)",
+                backend.name(),
+                dir.display()
+            );
+            Ok(())
+        }
         Command::Fp16Unet { ckpt, out } => {
             let c = Checkpoint::open(&ckpt)?;
             let (a, b) = (out.canonicalize().unwrap_or(out.clone()), c.unet.dir.canonicalize().unwrap_or(c.unet.dir.clone()));

@@ -82,3 +82,15 @@ pub fn one_line(message: &str) -> String {
     }
     line
 }
+
+/// A clap parser for one of the project's named enums: its names are the possible values
+/// (shown in --help), its `FromStr` the conversion.
+pub fn named<T: std::str::FromStr + Clone + Send + Sync + 'static>(
+    names: &'static [&'static str],
+) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T::Err: std::fmt::Display,
+{
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<T>().map_err(|e| e.to_string()))
+}

@@ -124,13 +124,19 @@ pub fn write_png_grid_cols(path: impl AsRef<Path>, data: &[f32], shape: [usize; 
 /// Writes one PNG per sample (`000000.png`, ...) into `dir`. A folder that does not exist
 /// yet is filled under a temporary name and renamed into place when complete.
 pub fn write_png_dir(dir: impl AsRef<Path>, data: &[f32], shape: [usize; 4]) -> Result<()> {
+    write_png_dir_from(dir, data, shape, 0)
+}
+
+/// [`write_png_dir`] for samples `first ..` of a set: file names carry the sample's index
+/// in the whole set (`{first + i:06}.png`), so that the folders of shards merge by copying.
+pub fn write_png_dir_from(dir: impl AsRef<Path>, data: &[f32], shape: [usize; 4], first: u64) -> Result<()> {
     let dir = dir.as_ref();
     let [n, c, h, w] = shape;
     check_png_channels(c)?;
     let write_all = |target: &Path| -> Result<()> {
         for i in 0..n {
             let item = &data[i * c * h * w..(i + 1) * c * h * w];
-            write_atomically(target.join(format!("{i:06}.png")), |wr| encode_png(wr, item, c, h, w))?;
+            write_atomically(target.join(format!("{:06}.png", first + i as u64)), |wr| encode_png(wr, item, c, h, w))?;
         }
         Ok(())
     };

@@ -49,6 +49,40 @@ pub enum Error {
     /// The denoiser failed (for denoisers outside this crate).
     #[error("denoiser: {0}")]
     Denoiser(String),
+    /// A model served remotely (feature `triton`): the server, the model and what failed.
+    #[error("server {server}, model {model}: {kind}: {msg}")]
+    Remote { server: String, model: String, kind: RemoteErrorKind, msg: String },
+}
+
+/// What went wrong with a served model. An unknown model and a model that does not fit
+/// the contract are the caller's input (exit 2 in the CLIs); an unreachable server and a
+/// failed request are failures of the service (exit 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteErrorKind {
+    /// No connection, or the server stopped answering (after the retries).
+    Unreachable,
+    /// The server has no model of that name.
+    UnknownModel,
+    /// The model's inputs, outputs or configs are not those of the .onnx contract.
+    Mismatch,
+    /// A request the server answered with an error.
+    Failed,
+}
+
+impl std::fmt::Display for RemoteErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Unreachable => "server unreachable",
+            Self::UnknownModel => "unknown model",
+            Self::Mismatch => "model does not fit the contract",
+            Self::Failed => "request failed",
+        })
+    }
+}
+
+/// Whitespace collapsed to single spaces (messages of other systems span lines).
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl Error {
@@ -58,6 +92,10 @@ impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), err: source }
+    }
+    /// An error of a served model.
+    pub fn remote(server: &str, model: &str, kind: RemoteErrorKind, msg: String) -> Self {
+        Error::Remote { server: server.into(), model: model.into(), kind, msg }
     }
     /// A file that is not what it should be.
     pub fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
@@ -75,7 +113,11 @@ impl Error {
     /// True when the error comes from the caller's input (exit code 2 in the CLIs)
     /// rather than from an internal failure.
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, Error::Denoiser(_)) && !self.is_ort_runtime()
+        match self {
+            Error::Denoiser(_) => false,
+            Error::Remote { kind, .. } => matches!(kind, RemoteErrorKind::UnknownModel | RemoteErrorKind::Mismatch),
+            _ => !self.is_ort_runtime(),
+        }
     }
     fn is_ort_runtime(&self) -> bool {
         #[cfg(feature = "onnx")]

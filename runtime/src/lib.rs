@@ -32,15 +32,17 @@ pub mod sampler;
 pub mod schedule;
 pub mod spacing;
 pub mod sys;
+#[cfg(feature = "triton")]
+pub mod triton;
 
 pub use config::{BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing, VarianceType};
 /// Memory and thread limits every request is checked against (from `ddpm-io`).
 pub use ddpm_io::limits;
 pub use denoiser::{Denoiser, FusedDenoiser, FusedInput, GaussianDenoiser, ModelShape};
-pub use error::{Error, Result};
+pub use error::{Error, RemoteErrorKind, Result};
 #[cfg(feature = "onnx")]
 pub use onnx::{ExecutionProvider, OnnxDenoiser, Precision};
-pub use pipeline::{ClassLabels, Pipeline, Plan, Progress, Samples};
+pub use pipeline::{ClassLabels, GuidanceBatching, Pipeline, Plan, Progress, Samples};
 pub use sampler::{Sampler, SamplerKind, SamplerOptions};
 pub use schedule::Schedule;
 pub use sys::CpuFeatures;

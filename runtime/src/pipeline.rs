@@ -63,6 +63,19 @@ fn guide(out2: &[f32], out: &mut [f32], b: usize, mean: usize, scale: f64) {
     }
 }
 
+/// How a guided step gets its conditional and unconditional predictions.
+///
+/// `Stacked` (the default) makes one model call on a batch of 2B (the conditional items,
+/// then the same items with the null label); `Separate` makes two calls of B. Measured side
+/// by side on the digits model (BENCHMARKS.md, `cargo bench -p ddpm-benches --bench
+/// guidance`), the stacked call was the faster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GuidanceBatching {
+    #[default]
+    Stacked,
+    Separate,
+}
+
 /// What a run will do (see [`Pipeline::plan`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -103,6 +116,7 @@ pub struct Pipeline<'p, D: Denoiser> {
     n: usize,
     batch_size: usize,
     seed: u64,
+    first_index: u64,
     labels: ClassLabels,
     noise: Option<Vec<f32>>,
     trajectory_every: Option<usize>,
@@ -110,6 +124,7 @@ pub struct Pipeline<'p, D: Denoiser> {
     /// Classifier-free guidance: the scale and the model's null label.
     guidance_scale: f64,
     null_label: Option<i64>,
+    guidance_batching: GuidanceBatching,
     progress: Option<Box<dyn FnMut(Progress) + 'p>>,
 }
 
@@ -123,12 +138,14 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
             n: 1,
             batch_size: 16,
             seed: 0,
+            first_index: 0,
             labels: ClassLabels::Uniform,
             noise: None,
             trajectory_every: None,
             fused: true,
             guidance_scale: 1.0,
             null_label: None,
+            guidance_batching: GuidanceBatching::default(),
             progress: None,
         }
     }
@@ -167,6 +184,24 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
         self.seed = seed;
         self
     }
+    /// Draw samples `first .. first + n` of the seed's per-sample streams (noise and uniform
+    /// labels) instead of `0 .. n`: shards of one sample set, drawn apart (on several
+    /// machines, or as concurrent batches), that together hold the bytes of one run.
+    ///
+    /// ```
+    /// use ddpm_runtime::{GaussianDenoiser, ModelShape, Pipeline, SamplerKind, Schedule, SchedulerConfig};
+    /// let config = SchedulerConfig::paper();
+    /// let shape = ModelShape { channels: 1, height: 4, width: 4, out_channels: 1, num_classes: None };
+    /// let model = || GaussianDenoiser { mean: 0.2, std: 0.3, schedule: Schedule::from_config(&config).unwrap(), shape };
+    /// let run = |first, n| Pipeline::new(model(), config.clone()).sampler(SamplerKind::Ddpm).steps(10).seed(7).first_index(first).n(n).run().unwrap().data;
+    /// let mut shards = run(0, 3);
+    /// shards.extend(run(3, 2));
+    /// assert_eq!(shards, run(0, 5));
+    /// ```
+    pub fn first_index(mut self, first: u64) -> Self {
+        self.first_index = first;
+        self
+    }
     pub fn class_labels(mut self, labels: ClassLabels) -> Self {
         self.labels = labels;
         self
@@ -195,7 +230,8 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
     /// null label ([`Pipeline::null_class_label`]); s = 1 (the default) is plain
     /// conditional sampling, bit for bit. A learned variance (a 2C-channel output) keeps
     /// the conditional prediction's variance channels. Both predictions come from one
-    /// model call on a stacked batch of 2B; the fused step is not used for guided steps
+    /// model call on a stacked batch of 2B by default ([`Pipeline::guidance_batching`]);
+    /// the fused step is not used for guided steps
     /// (its graph sees one prediction), so the update runs in Rust.
     ///
     /// ```
@@ -210,6 +246,12 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
     /// ```
     pub fn guidance_scale(mut self, scale: f64) -> Self {
         self.guidance_scale = scale;
+        self
+    }
+    /// How a guided step gets its two predictions (see [`GuidanceBatching`]); the same
+    /// values either way, up to the float32 rounding of the model at another batch size.
+    pub fn guidance_batching(mut self, batching: GuidanceBatching) -> Self {
+        self.guidance_batching = batching;
         self
     }
     /// The model's null label: the class index that means "no label" (a model trained
@@ -280,7 +322,7 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
             ClassLabels::Uniform => (0..n)
                 .map(|i| {
                     let real = classes as i64 - i64::from(null.is_some());
-                    let k = label_rng(self.seed, i as u64).random_range(0..real.max(1));
+                    let k = label_rng(self.seed, self.first_index + i as u64).random_range(0..real.max(1));
                     match null {
                         Some(z) if k >= z => k + 1,
                         _ => k,
@@ -361,6 +403,15 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
                 )))
             }
         };
+        if self.first_index.checked_add(n as u64).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "first sample index {}: samples {} .. {} + {n} pass the last index {}",
+                self.first_index,
+                self.first_index,
+                self.first_index,
+                u64::MAX
+            )));
+        }
         let labels = self.resolve_labels(n)?;
         let total_evals = n.div_ceil(self.batch_size) * steps;
         let mut data = vec![0.0f32; n * per];
@@ -374,7 +425,7 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
         for start in (0..n).step_by(self.batch_size) {
             let end = (start + self.batch_size).min(n);
             let b = end - start;
-            let mut rngs: Vec<_> = (start..end).map(|i| sample_rng(self.seed, i as u64)).collect();
+            let mut rngs: Vec<_> = (start..end).map(|i| sample_rng(self.seed, self.first_index + i as u64)).collect();
             // 1. x_T
             let x = &mut data[start * per..end * per];
             match &self.noise {
@@ -398,7 +449,8 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
                 (Some(z), Some(l)) => {
                     let mut l2 = l.to_vec();
                     l2.extend(std::iter::repeat_n(z, b));
-                    (vec![0.0f32; 2 * b * per], vec![0.0f32; 2 * out.len()], l2)
+                    let x2 = if self.guidance_batching == GuidanceBatching::Stacked { vec![0.0f32; 2 * b * per] } else { Vec::new() };
+                    (x2, vec![0.0f32; 2 * out.len()], l2)
                 }
                 _ => (Vec::new(), Vec::new(), Vec::new()),
             };
@@ -426,12 +478,18 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
                     fused_evals += 1;
                 } else {
                     let t0 = Instant::now();
-                    if x2.is_empty() {
+                    if out2.is_empty() {
                         self.denoiser.predict_into(x, b, t, batch_labels, &mut out)?;
                     } else {
-                        x2[..b * per].copy_from_slice(x);
-                        x2[b * per..].copy_from_slice(x);
-                        self.denoiser.predict_into(&x2, 2 * b, t, Some(&labels2), &mut out2)?;
+                        if x2.is_empty() {
+                            let (cond, uncond) = out2.split_at_mut(out.len());
+                            self.denoiser.predict_into(x, b, t, Some(&labels2[..b]), cond)?;
+                            self.denoiser.predict_into(x, b, t, Some(&labels2[b..]), uncond)?;
+                        } else {
+                            x2[..b * per].copy_from_slice(x);
+                            x2[b * per..].copy_from_slice(x);
+                            self.denoiser.predict_into(&x2, 2 * b, t, Some(&labels2), &mut out2)?;
+                        }
                         guide(&out2, &mut out, b, shape.channels * shape.pixels(), self.guidance_scale);
                     }
                     model_time += t0.elapsed();

@@ -2,7 +2,7 @@
 //! outputs u + s (c - u) itself; scale 1 is plain conditional sampling to the byte; the
 //! null label is never drawn; bad scales and labels are refused.
 
-use ddpm_runtime::{ClassLabels, Denoiser, ModelShape, Pipeline, Result, SamplerKind, SchedulerConfig};
+use ddpm_runtime::{ClassLabels, Denoiser, GuidanceBatching, ModelShape, Pipeline, Result, SamplerKind, SchedulerConfig};
 
 const SHAPE: ModelShape = ModelShape { channels: 1, height: 3, width: 3, out_channels: 1, num_classes: Some(3) };
 const NULL: i64 = 2;
@@ -55,11 +55,14 @@ fn guided_sampling_is_the_formula_for_every_sampler() {
     let labels = ClassLabels::PerSample(vec![0, 1, 1, 0, 0]);
     for kind in [SamplerKind::Ddpm, SamplerKind::Ddim, SamplerKind::DpmSolverPP] {
         for scale in [0.0, 2.0, 7.5] {
-            let guided = Pipeline::new(Conditional, config()).null_class_label(NULL).guidance_scale(scale);
-            let guided = guided.sampler(kind).steps(8).n(5).batch_size(3).seed(4).class_labels(labels.clone()).run().unwrap();
             let formula = Pipeline::new(Formula(scale), config());
             let formula = formula.sampler(kind).steps(8).n(5).batch_size(3).seed(4).class_labels(labels.clone()).run().unwrap();
-            assert_eq!(guided.data, formula.data, "{kind:?} scale {scale}");
+            // One call on the stacked 2B batch, or two calls of B: the same values.
+            for batching in [GuidanceBatching::Stacked, GuidanceBatching::Separate] {
+                let guided = Pipeline::new(Conditional, config()).null_class_label(NULL).guidance_scale(scale).guidance_batching(batching);
+                let guided = guided.sampler(kind).steps(8).n(5).batch_size(3).seed(4).class_labels(labels.clone()).run().unwrap();
+                assert_eq!(guided.data, formula.data, "{kind:?} scale {scale} {batching:?}");
+            }
         }
     }
 }

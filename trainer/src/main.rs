@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ddpm_io::cli::named;
 use ddpm_models::UNetConfig;
 use ddpm_runtime::{SchedulerConfig, VarianceType};
 use ddpm_trainer::options::{preset, Loss, Preset, TimestepSampling, TrainOptions};
@@ -105,17 +106,6 @@ struct FitArgs {
     /// The most memory a request may use (e.g. 8G) [default: 80% of the machine's memory].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_memory: Option<u64>,
-}
-
-/// A clap parser for a named enum: its names are the possible values (shown in --help).
-fn named<T: std::str::FromStr + Clone + Send + Sync + 'static>(
-    names: &'static [&'static str],
-) -> impl clap::builder::TypedValueParser<Value = T>
-where
-    T::Err: std::fmt::Display,
-{
-    use clap::builder::TypedValueParser as _;
-    clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<T>().map_err(|e| e.to_string()))
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

@@ -223,6 +223,10 @@ struct SampleArgs {
     /// dynamic batcher can merge them; the samples do not depend on it.
     #[arg(long, value_name = "K", default_value_t = 1, allow_hyphen_values = true)]
     concurrency: usize,
+    /// Retries of a request after a transient failure (with --server), waiting 0.1 s,
+    /// then twice as long each time (at most 2 s).
+    #[arg(long, value_name = "N", default_value_t = 5, allow_hyphen_values = true)]
+    retries: u32,
     /// Also write the predicted x_0 of the first 8 samples across the reverse chain (rows:
     /// samples, columns: steps), as in the DDPM paper's progressive-generation figure.
     #[arg(long, value_name = "FILE.png")]

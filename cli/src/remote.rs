@@ -20,7 +20,7 @@ pub fn sample(args: &SampleArgs, server: &str, out: &OutputKind, started: Instan
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use ddpm_runtime::triton::TritonDenoiser;
+    use ddpm_runtime::triton::{RetryPolicy, TritonDenoiser};
     use ddpm_runtime::{Denoiser, GuidanceBatching, Samples};
 
     use crate::{bad, check_batch_memory, configure, evaluations_bar, finish, read_noise};
@@ -37,7 +37,7 @@ pub fn sample(args: &SampleArgs, server: &str, out: &OutputKind, started: Instan
             return Err(bad(format!("{flag}: the server runs the model (set it in the server's model config), not this client")));
         }
     }
-    let mut first = TritonDenoiser::connect(server, name)?;
+    let mut first = TritonDenoiser::connect_with(server, name, RetryPolicy::with_retries(args.retries))?;
     let shape = first.shape();
     check_batch_memory(args, shape)?;
     let max = first.max_batch_size();

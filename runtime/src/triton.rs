@@ -50,18 +50,30 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 use proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 
-/// Retries of a request after a transient failure (the server unavailable, overloaded or
-/// too slow): at most `retries` more attempts, waiting `backoff`, then twice as long, ...
+/// Retries of a request after a transient failure (no connection, the server unavailable,
+/// overloaded or too slow): at most `retries` more attempts, waiting `backoff`, then twice
+/// as long each time, up to `max_backoff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub retries: u32,
     pub backoff: Duration,
+    pub max_backoff: Duration,
 }
 
 impl Default for RetryPolicy {
-    /// 4 retries over 0.1 + 0.2 + 0.4 + 0.8 s.
+    /// 5 retries over 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s.
     fn default() -> Self {
-        Self { retries: 4, backoff: Duration::from_millis(100) }
+        Self { retries: 5, backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(2) }
+    }
+}
+
+impl RetryPolicy {
+    /// `retries` retries with the default backoff.
+    pub fn with_retries(retries: u32) -> Self {
+        Self { retries, ..Self::default() }
+    }
+    fn next(&self, wait: Duration) -> Duration {
+        (wait * 2).min(self.max_backoff)
     }
 }
 
@@ -123,9 +135,12 @@ fn grpc_authority(url: &str) -> Result<String> {
     }
 }
 
-/// A status the same request may succeed after: the server restarting, overloaded or slow.
+/// A status the same request may succeed after: the server restarting, overloaded or slow,
+/// or the connection lost (tonic's transport errors: code Unknown with a source, where a
+/// status the server sent has none).
 fn transient(status: &tonic::Status) -> bool {
     matches!(status.code(), Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded | Code::Aborted)
+        || (status.code() == Code::Unknown && std::error::Error::source(status).is_some())
 }
 
 fn wire_type(elem: TensorElementType) -> Option<&'static str> {
@@ -198,7 +213,7 @@ impl TritonDenoiser {
                 Err(e) if attempt < retry.retries => {
                     tracing::debug!("server {url}: connect failed ({e}); retrying in {wait:?}");
                     std::thread::sleep(wait);
-                    wait *= 2;
+                    wait = retry.next(wait);
                     attempt += 1;
                 }
                 Err(e) => {
@@ -247,7 +262,7 @@ impl TritonDenoiser {
                 Err(s) if transient(&s) && attempt < self.retry.retries => {
                     tracing::debug!("server {}: {what}: {} ({:?}); retrying in {wait:?}", self.url, s.message(), s.code());
                     std::thread::sleep(wait);
-                    wait *= 2;
+                    wait = self.retry.next(wait);
                     attempt += 1;
                 }
                 Err(s) => {

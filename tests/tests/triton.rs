@@ -78,11 +78,22 @@ struct Server {
     log: PathBuf,
 }
 
+/// The server's HTTP, gRPC and metrics ports.
+type Ports = (u16, u16, u16);
+
+fn free_ports() -> Ports {
+    (free_port(), free_port(), free_port())
+}
+
 impl Server {
     fn start(repo: &Path, log_dir: &Path) -> Self {
+        Self::start_on(repo, log_dir, free_ports(), true)
+    }
+
+    /// A server on `ports`; `wait`: return once it is ready.
+    fn start_on(repo: &Path, log_dir: &Path, (http, grpc, metrics): Ports, wait: bool) -> Self {
         let tritonserver = site_packages().join("pytriton/tritonserver");
-        let (http, grpc, metrics) = (free_port(), free_port(), free_port());
-        let log = log_dir.join(format!("tritonserver-{grpc}.log"));
+        let log = log_dir.join(format!("tritonserver-{grpc}-{}.log", Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id())));
         let mut cmd = Command::new(tritonserver.join("bin/tritonserver"));
         cmd.args(["--model-repository", &repo.to_string_lossy()])
             .args(["--backend-directory", &tritonserver.join("backends").to_string_lossy()])
@@ -96,7 +107,9 @@ impl Server {
         cmd.process_group(0);
         let child = cmd.spawn().unwrap();
         let mut server = Self { child, grpc, log };
-        server.wait_ready(http);
+        if wait {
+            server.wait_ready(http);
+        }
         server
     }
 
@@ -374,4 +387,44 @@ fn a_server_that_is_not_there_or_stops_mid_chain_is_a_clear_failure() {
     let leftovers: Vec<_> =
         std::fs::read_dir(d.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("x.npy")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn transient_failures_are_retried_and_change_no_byte() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = repository(d.path(), &[(&fixture("gaussian_classes.onnx"), "gaussian_classes")]);
+    let ports = free_ports();
+    let url = format!("grpc://127.0.0.1:{}", ports.1);
+    let out = |name: &str| d.path().join(name).to_string_lossy().into_owned();
+    let flags = ["--model-name", "gaussian_classes", "--sampler", "ddpm", "--n", "3", "--seed", "8", "--retries", "12"];
+    let sample = |file: &str| {
+        Command::new(bin("runtime"))
+            .args(["sample", "--server", &url, "--out", file])
+            .args(flags)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // 1. The client starts before the server: its connection attempts are retried until
+    //    the server is up.
+    let early = sample(&out("early.npy"));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut server = Server::start_on(&repo, d.path(), ports, true);
+    let r = early.wait_with_output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // 2. The server is killed and started again while a chain runs: the requests that
+    //    failed are sent again, and the chain ends as an uninterrupted one.
+    let restarted = sample(&out("restarted.npy"));
+    std::thread::sleep(Duration::from_millis(700));
+    server.stop();
+    let _again = Server::start_on(&repo, d.path(), ports, false);
+    let r = restarted.wait_with_output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let plain = out("plain.npy");
+    ok("runtime", &[&["sample", "--server", &url, "--out", &plain][..], &flags].concat());
+    let plain = std::fs::read(&plain).unwrap();
+    assert_eq!(std::fs::read(out("early.npy")).unwrap(), plain);
+    assert_eq!(std::fs::read(out("restarted.npy")).unwrap(), plain);
 }

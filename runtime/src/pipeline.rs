@@ -405,9 +405,7 @@ impl<'p, D: Denoiser> Pipeline<'p, D> {
         };
         if self.first_index.checked_add(n as u64).is_none() {
             return Err(Error::InvalidArgument(format!(
-                "first sample index {}: samples {} .. {} + {n} pass the last index {}",
-                self.first_index,
-                self.first_index,
+                "first sample index {} with {n} samples: expected the last index to be at most {}",
                 self.first_index,
                 u64::MAX
             )));

@@ -367,6 +367,9 @@ pub fn config_text(config: &ModelConfig) -> Result<String, ExportError> {
 pub fn write_repository(onnx: &Path, repo: &Path, options: &TritonOptions) -> Result<PathBuf, ExportError> {
     let (config, bytes) = model_config(onnx, options)?;
     let text = config_text(&config)?;
+    if repo.exists() && !repo.is_dir() {
+        return Err(ExportError::Usage(format!("--repo {}: is a file, expected a folder (the model repository)", repo.display())));
+    }
     if !repo.is_dir() {
         std::fs::create_dir_all(repo).map_err(|e| ExportError::Usage(format!("--repo {}: {e}", repo.display())))?;
     }

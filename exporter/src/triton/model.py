@@ -40,6 +40,9 @@ class TritonPythonModel:
         if batch not in self.sessions:
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
+            # Sessions of several batch sizes live side by side: their idle threads must not
+            # spin on the cores the running one needs.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             if self.batch_dim:
                 options.add_free_dimension_override_by_name(self.batch_dim, batch)
             self.sessions[batch] = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])

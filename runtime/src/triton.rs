@@ -329,21 +329,18 @@ impl TritonDenoiser {
                 if max_batch_size > 0 { std::iter::once(-1).chain(view.iter().copied()).collect() } else { view.to_vec() };
             Ok(TensorSpec::new(name, elem, &shape))
         };
+        // Triton's data type names without their TYPE_ prefix (FP32, INT64, ...).
+        let dtype =
+            |t: i32| proto::DataType::try_from(t).map(|d| d.as_str_name().trim_start_matches("TYPE_").to_string()).unwrap_or_default();
         let mut inputs = Vec::new();
         let mut dims_of = HashMap::new();
         for i in &config.input {
-            let reshape = i.reshape.as_ref().map(|r| r.shape.as_slice());
-            let dt =
-                proto::DataType::try_from(i.data_type).map(|d| d.as_str_name().trim_start_matches("TYPE_").to_string()).unwrap_or_default();
-            inputs.push(spec(&i.name, &dt, &i.dims, reshape)?);
+            inputs.push(spec(&i.name, &dtype(i.data_type), &i.dims, i.reshape.as_ref().map(|r| r.shape.as_slice()))?);
             dims_of.insert(i.name.clone(), i.dims.clone());
         }
         let mut outputs = Vec::new();
         for o in &config.output {
-            let reshape = o.reshape.as_ref().map(|r| r.shape.as_slice());
-            let dt =
-                proto::DataType::try_from(o.data_type).map(|d| d.as_str_name().trim_start_matches("TYPE_").to_string()).unwrap_or_default();
-            outputs.push(spec(&o.name, &dt, &o.dims, reshape)?);
+            outputs.push(spec(&o.name, &dtype(o.data_type), &o.dims, o.reshape.as_ref().map(|r| r.shape.as_slice()))?);
         }
         if inputs.is_empty() {
             // A config the server completed from the model: the metadata has the same.

@@ -290,10 +290,27 @@ fn exporter_writes_repositories_that_tritons_schema_parses() {
     assert_eq!(leftovers.len(), 2, "{leftovers:?}");
 }
 
+/// A copy of the model folder `name` as `new`, its config.pbtxt edited by `edit`.
+fn edited_model(repo: &Path, name: &str, new: &str, edit: impl Fn(String) -> String) {
+    let (from, to) = (repo.join(name), repo.join(new));
+    std::fs::create_dir_all(to.join("1")).unwrap();
+    for f in ["1/model.onnx", "1/model.py"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    let text =
+        std::fs::read_to_string(from.join("config.pbtxt")).unwrap().replace(&format!("name: \"{name}\""), &format!("name: \"{new}\""));
+    std::fs::write(to.join("config.pbtxt"), edit(text)).unwrap();
+}
+
 #[test]
 fn remote_sampling_equals_local_sampling() {
     let d = tempfile::tempdir().unwrap();
     let repo = repository(d.path(), &[(&fixture("gaussian_classes.onnx"), "gaussian_classes"), (&digits(), "digits")]);
+    // Served models that do not fit the contract: a float16 sample, a sample of rank 3, no
+    // scheduler config among the parameters.
+    edited_model(&repo, "gaussian_classes", "fp16_sample", |t| t.replacen("TYPE_FP32", "TYPE_FP16", 1));
+    edited_model(&repo, "gaussian_classes", "rank3_sample", |t| t.replacen("dims: [1, 8, 8]", "dims: [8, 8]", 1));
+    edited_model(&repo, "gaussian_classes", "no_schedule", |t| t.replacen("key: \"scheduler_config\"", "key: \"other\"", 1));
     let server = Server::start(&repo, d.path());
     let url = server.url();
     let out = |name: &str| d.path().join(name).to_string_lossy().into_owned();
@@ -334,6 +351,10 @@ fn remote_sampling_equals_local_sampling() {
         fails(&run("runtime", &["sample", "--server", &url, "--model-name", "nosuch", "--out", &missing]), 2, &["nosuch", "unknown model"]);
     assert!(e.contains(&url), "{e}");
     assert!(!Path::new(&missing).exists());
+    for (name, needle) in [("fp16_sample", "sample"), ("rank3_sample", "rank 3"), ("no_schedule", "scheduler_config")] {
+        let out = run("runtime", &["sample", "--server", &url, "--model-name", name, "--out", &missing]);
+        fails(&out, 2, &[name, "does not fit the contract", needle]);
+    }
     // A batch larger than the model's max_batch_size (64).
     fails(
         &run("runtime", &["sample", "--server", &url, "--model-name", "digits", "--batch-size", "65", "--out", &missing]),

@@ -238,28 +238,21 @@ pub fn model_config(onnx: &Path, options: &TritonOptions) -> Result<(ModelConfig
     {
         return Err(ExportError::Usage(format!("--name {:?}: expected letters, digits, '_', '-' or '.' (a folder name)", options.name)));
     }
-    let mut input = Vec::new();
-    for t in &file.inputs {
+    // (name, data type, dims after the batch, reshape) of each tensor.
+    let tensor = |t: &TensorSpec| -> Result<(String, i32, Vec<i64>, Option<ModelTensorReshape>), ExportError> {
         let (dims, reshape) = batched_dims(t, onnx)?;
-        input.push(ModelInput {
-            name: t.name.clone(),
-            data_type: data_type(t.elem, &t.name, onnx)? as i32,
-            dims,
-            reshape,
-            ..Default::default()
-        });
-    }
-    let mut output = Vec::new();
-    for t in &file.outputs {
-        let (dims, reshape) = batched_dims(t, onnx)?;
-        output.push(ModelOutput {
-            name: t.name.clone(),
-            data_type: data_type(t.elem, &t.name, onnx)? as i32,
-            dims,
-            reshape,
-            ..Default::default()
-        });
-    }
+        Ok((t.name.clone(), data_type(t.elem, &t.name, onnx)? as i32, dims, reshape))
+    };
+    let input = file
+        .inputs
+        .iter()
+        .map(|t| tensor(t).map(|(name, data_type, dims, reshape)| ModelInput { name, data_type, dims, reshape, ..Default::default() }))
+        .collect::<Result<Vec<_>, _>>()?;
+    let output = file
+        .outputs
+        .iter()
+        .map(|t| tensor(t).map(|(name, data_type, dims, reshape)| ModelOutput { name, data_type, dims, reshape, ..Default::default() }))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut parameters = HashMap::new();
     let mut param = |k: &str, v: String| {
         parameters.insert(k.to_string(), ModelParameter { string_value: v });

@@ -86,12 +86,18 @@ fn free_ports() -> Ports {
 }
 
 impl Server {
+    /// A server as the README starts it (PYTHONPATH naming the environment's site-packages).
     fn start(repo: &Path, log_dir: &Path) -> Self {
-        Self::start_on(repo, log_dir, free_ports(), true)
+        Self::launch(repo, log_dir, free_ports(), true, true)
     }
 
-    /// A server on `ports`; `wait`: return once it is ready.
-    fn start_on(repo: &Path, log_dir: &Path, (http, grpc, metrics): Ports, wait: bool) -> Self {
+    /// A server on `ports`; `wait`: return once it is ready. Without PYTHONPATH: the Python
+    /// backend's model finds numpy and onnxruntime beside the tritonserver it runs under.
+    fn start_on(repo: &Path, log_dir: &Path, ports: Ports, wait: bool) -> Self {
+        Self::launch(repo, log_dir, ports, wait, false)
+    }
+
+    fn launch(repo: &Path, log_dir: &Path, (http, grpc, metrics): Ports, wait: bool, pythonpath: bool) -> Self {
         let tritonserver = site_packages().join("pytriton/tritonserver");
         let log = log_dir.join(format!("tritonserver-{grpc}-{}.log", Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id())));
         let mut cmd = Command::new(tritonserver.join("bin/tritonserver"));
@@ -99,10 +105,13 @@ impl Server {
             .args(["--backend-directory", &tritonserver.join("backends").to_string_lossy()])
             .args(["--http-port", &http.to_string(), "--grpc-port", &grpc.to_string(), "--metrics-port", &metrics.to_string()])
             .args(["--http-address", "127.0.0.1", "--grpc-address", "127.0.0.1", "--allow-metrics", "false"])
-            .env("PYTHONPATH", site_packages())
+            .env_remove("PYTHONPATH")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
+        if pythonpath {
+            cmd.env("PYTHONPATH", site_packages());
+        }
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
         let child = cmd.spawn().unwrap();

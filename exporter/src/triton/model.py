@@ -8,15 +8,27 @@ As in the ddpm-rs runtime, each batch size gets its own session with the graph's
 dimension fixed to it (so a request is computed as a local run of that batch is). The
 model config's parameter `intra_op_threads` sets onnxruntime's threads (0: its default).
 
-numpy and onnxruntime come from the folders of PYTHONPATH: the backend's stub embeds the
-system's libpython, which does not read that variable itself, so they are added here.
+numpy and onnxruntime come from the folders of PYTHONPATH (the backend's stub embeds the
+system's libpython, which does not read that variable itself, so they are added here), and
+from the site-packages that holds the tritonserver of PyPI's nvidia-pytriton, when the
+Python backend runs from there.
 """
 
 import json
 import os
 import sys
 
-sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+
+def _extra_paths():
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    for p in sys.path:
+        parts = os.path.normpath(p).split(os.sep)
+        if parts[-4:] == ["pytriton", "tritonserver", "backends", "python"]:
+            paths.append(os.sep.join(parts[:-4]))
+    return [p for p in dict.fromkeys(paths) if p not in sys.path]
+
+
+sys.path[:0] = _extra_paths()
 
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402

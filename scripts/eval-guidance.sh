@@ -4,7 +4,8 @@
 # as two shards of 100), the share classified as the label asked for; FID (n = 1,000: the
 # first 100 of each label, merged), mean confidence and class entropy against the 1,000
 # held-out digits, and the real-vs-real floor. Resumable: samples already drawn are kept in
-# OUT (default $DDPM_RS_CACHE/eval-guidance/NAME). Prints one table row per scale.
+# OUT (default $DDPM_RS_CACHE/eval-guidance/NAME). Prints one table row per scale, and
+# writes OUT/grid.png: one row per scale, the same seeds in every row.
 # Usage: scripts/eval-guidance.sh --model FILE.onnx [--scales "1 1.5 2 3 5 8"] [--out DIR]
 #        (after `make build`)
 set -euo pipefail
@@ -55,3 +56,12 @@ for s in $scales; do
   per=$(for k in 0 1 2 3 4 5 6 7 8 9; do printf '%s:%s ' $k "${shares[$k]}"; done)
   echo "| $s | $fid | $(python3 -c "print(f'{$fid / $floor:.2f}')") | $conf | $ent | $(python3 -c "print(f'{$worst / 200:.3f}')") | $per|"
 done
+# The grid: one row per scale, the same 10 seeds (and uniform labels) in every row.
+rows=()
+for s in $scales; do
+  f="$out/grid-s$s.npy"
+  [ -f "$f" ] || $rt sample --model "$model" --sampler ddim --steps 50 --n 10 --seed 4 --guidance-scale "$s" --out "$f" >/dev/null
+  rows+=("$f")
+done
+$rt merge --out "$out/grid.png" --cols 10 "${rows[@]}" >/dev/null
+echo "grid (rows: scales $scales): $out/grid.png"

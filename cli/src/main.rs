@@ -45,9 +45,13 @@ enum Command {
 
 #[derive(clap::Args)]
 struct MergeArgs {
-    /// The merged set (float32 .npy [N, C, H, W]); written to a temporary name, then renamed.
+    /// The merged set: FILE.npy (float32 [N, C, H, W]), FILE.png (a grid) or DIR/ (one PNG
+    /// per sample); written to a temporary name, then renamed.
     #[arg(long, value_name = "FILE.npy")]
-    out: PathBuf,
+    out: String,
+    /// Columns of a FILE.png grid [default: about square].
+    #[arg(long, value_name = "K", allow_hyphen_values = true)]
+    cols: Option<usize>,
     /// The shards, first index first.
     #[arg(required = true, value_name = "SHARD.npy")]
     shards: Vec<PathBuf>,
@@ -491,8 +495,16 @@ fn merge(args: MergeArgs) -> anyhow::Result<()> {
         data.extend(d);
     }
     let dims = dims.unwrap_or_default();
-    ddpm_io::npy::write_npy(&args.out, &data, &dims)?;
-    println!("wrote {} samples from {} shards to {}", dims[0], args.shards.len(), args.out.display());
+    let shape = [dims[0], dims[1], dims[2], dims[3]];
+    let out = OutputKind::from_path(&args.out)?;
+    out.check_writable()?;
+    match (out, args.cols) {
+        (_, Some(0)) => return Err(bad("--cols 0: expected at least 1 column")),
+        (OutputKind::PngGrid(p), Some(cols)) => ddpm_io::png::write_png_grid_cols(&p, &data, shape, Some(cols))?,
+        (_, Some(_)) => return Err(bad(format!("--cols: only for a FILE.png grid, not --out {}", args.out))),
+        (out, None) => out.write(&data, shape, 0)?,
+    }
+    println!("wrote {} samples from {} shards to {}", dims[0], args.shards.len(), args.out);
     Ok(())
 }
 

@@ -483,6 +483,15 @@ fn shards_drawn_apart_and_merged_are_the_bytes_of_one_run() {
         // A shard is not the start of the set: its samples are others.
         assert_ne!(std::fs::read(&shards[1]).unwrap()[128..], std::fs::read(&shards[0]).unwrap()[128..]);
     }
+    // The merged set as a grid of 7 columns: 7 samples wide, 1 high.
+    let grid = p(d.path(), "grid.png");
+    let out = runtime_cmd(
+        "merge",
+        &["--out", &grid, "--cols", "7", &p(d.path(), "ddim-0.npy"), &p(d.path(), "ddim-2.npy"), &p(d.path(), "ddim-6.npy")],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, _, gh, gw) = ddpm_io::png::read_png(Path::new(&grid)).unwrap();
+    assert!(gw > 5 * gh, "7 columns, 1 row: {gw}x{gh}");
     // Shards of different sample shapes do not merge.
     let other = p(d.path(), "other.npy");
     write_npy(&other, &[0.0; 2 * 4], &[2, 1, 2, 2]).unwrap();

@@ -426,7 +426,7 @@ impl TritonDenoiser {
         let mut inputs = Vec::with_capacity(served.inputs.len());
         let mut raw = Vec::with_capacity(served.inputs.len());
         for w in &served.inputs {
-            let mut shape: Vec<i64> = if served.max_batch_size > 0 {
+            let shape: Vec<i64> = if served.max_batch_size > 0 {
                 std::iter::once(batch as i64).chain(w.dims.iter().copied()).collect()
             } else {
                 w.dims.iter().enumerate().map(|(i, &d)| if i == 0 && d < 0 { batch as i64 } else { d }).collect()
@@ -436,9 +436,6 @@ impl TritonDenoiser {
                 Feed::Sample => sample.iter().flat_map(|v| v.to_le_bytes()).collect(),
                 Feed::Timestep => {
                     let n = usize::try_from(count).unwrap_or(0).max(1);
-                    if shape.is_empty() {
-                        shape = vec![];
-                    }
                     match sig.timestep.elem {
                         TimestepType::Int64 => std::iter::repeat_n(t, n).flat_map(i64::to_le_bytes).collect(),
                         TimestepType::Int32 => std::iter::repeat_n(t as i32, n).flat_map(i32::to_le_bytes).collect(),
@@ -455,7 +452,9 @@ impl TritonDenoiser {
                         l.iter().flat_map(|&v| v.to_le_bytes()).collect()
                     }
                 }
-                Feed::Coefficients | Feed::Noise => unreachable!("fused graphs are refused when connecting"),
+                Feed::Coefficients | Feed::Noise => {
+                    return Err(Error::remote(&self.url, &self.model, RemoteErrorKind::Mismatch, "a fused-step graph".into()))
+                }
             };
             inputs.push(proto::model_infer_request::InferInputTensor {
                 name: w.name.clone(),

@@ -492,6 +492,11 @@ fn merge(args: MergeArgs) -> anyhow::Result<()> {
                 )))
             }
         }
+        // The merged set and the shard being added, held at once.
+        ddpm_io::limits::check_memory(
+            &format!("runtime merge: {} float32 values so far and {} of {}", data.len(), d.len(), path.display()),
+            ddpm_io::limits::bytes_of(&[data.len() + 2 * d.len()], 4),
+        )?;
         data.extend(d);
     }
     let dims = dims.unwrap_or_default();

@@ -98,22 +98,27 @@ struct ServedModel {
     max_batch_size: usize,
 }
 
-/// A model on a Triton server, as a [`Denoiser`]: each model evaluation is one ModelInfer
-/// request. One connection each; [`TritonDenoiser::try_clone`] opens another to the same
-/// model (for several batches in flight at once).
-pub struct TritonDenoiser {
+/// One gRPC connection to one model of a server, with its own event loop and retry policy.
+struct Connection {
     runtime: tokio::runtime::Runtime,
     client: GrpcInferenceServiceClient<Channel>,
     url: String,
     model: String,
-    served: Arc<ServedModel>,
     retry: RetryPolicy,
+}
+
+/// A model on a Triton server, as a [`Denoiser`]: each model evaluation is one ModelInfer
+/// request. One connection each; [`TritonDenoiser::try_clone`] opens another to the same
+/// model (for several batches in flight at once).
+pub struct TritonDenoiser {
+    conn: Connection,
+    served: Arc<ServedModel>,
     requests: u64,
 }
 
 impl std::fmt::Debug for TritonDenoiser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TritonDenoiser").field("url", &self.url).field("model", &self.model).finish_non_exhaustive()
+        f.debug_struct("TritonDenoiser").field("url", &self.conn.url).field("model", &self.conn.model).finish_non_exhaustive()
     }
 }
 
@@ -163,43 +168,14 @@ fn elem_type(datatype: &str) -> Option<TensorElementType> {
     }
 }
 
-impl TritonDenoiser {
-    /// Connects to the server at `url` (`grpc://HOST:PORT`) and reads the model `model`
-    /// (its latest version): metadata, config and the parameters that carry its configs.
-    /// Errors tell an unreachable server, an unknown model and a model that does not fit
-    /// the contract apart ([`crate::Error::Remote`]).
-    pub fn connect(url: &str, model: &str) -> Result<Self> {
-        Self::connect_with(url, model, RetryPolicy::default())
-    }
-
-    /// [`TritonDenoiser::connect`] with another retry policy.
-    pub fn connect_with(url: &str, model: &str, retry: RetryPolicy) -> Result<Self> {
+impl Connection {
+    /// Connects (retrying as `retry` says) to the server at `url` for the model `model`.
+    fn open(url: &str, model: &str, retry: RetryPolicy) -> Result<Self> {
         let authority = grpc_authority(url)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::Denoiser(format!("server {url}: could not start the client's event loop: {e}")))?;
-        let client = Self::open(&runtime, url, model, &authority, retry)?;
-        let mut me = Self {
-            runtime,
-            client,
-            url: url.to_string(),
-            model: model.to_string(),
-            served: Arc::new(ServedModel::placeholder()),
-            retry,
-            requests: 0,
-        };
-        me.served = Arc::new(me.read_model()?);
-        Ok(me)
-    }
-
-    fn open(
-        runtime: &tokio::runtime::Runtime,
-        url: &str,
-        model: &str,
-        authority: &str,
-        retry: RetryPolicy,
-    ) -> Result<GrpcInferenceServiceClient<Channel>> {
         let endpoint = Endpoint::from_shared(format!("http://{authority}"))
             .map_err(|e| Error::InvalidArgument(format!("server {url}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
@@ -227,25 +203,12 @@ impl TritonDenoiser {
                 }
             }
         };
-        Ok(GrpcInferenceServiceClient::new(channel).max_decoding_message_size(1 << 30).max_encoding_message_size(1 << 30))
+        let client = GrpcInferenceServiceClient::new(channel).max_decoding_message_size(1 << 30).max_encoding_message_size(1 << 30);
+        Ok(Self { runtime, client, url: url.to_string(), model: model.to_string(), retry })
     }
 
-    /// Another connection to the same model (its metadata is not read again).
-    pub fn try_clone(&self) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Denoiser(format!("server {}: could not start the client's event loop: {e}", self.url)))?;
-        let client = Self::open(&runtime, &self.url, &self.model, &grpc_authority(&self.url)?, self.retry)?;
-        Ok(Self {
-            runtime,
-            client,
-            url: self.url.clone(),
-            model: self.model.clone(),
-            served: self.served.clone(),
-            retry: self.retry,
-            requests: 0,
-        })
+    fn error(&self, kind: RemoteErrorKind, msg: String) -> Error {
+        Error::remote(&self.url, &self.model, kind, msg)
     }
 
     /// One call with the retry policy; a failure is said with `what`.
@@ -268,104 +231,33 @@ impl TritonDenoiser {
                 Err(s) => {
                     let kind = if transient(&s) { RemoteErrorKind::Unreachable } else { RemoteErrorKind::Failed };
                     let tries = if attempt > 0 { format!(" (after {} attempts)", attempt + 1) } else { String::new() };
-                    return Err(Error::remote(&self.url, &self.model, kind, format!("{what}: {}{tries}", status_text(&s))));
+                    return Err(self.error(kind, format!("{what}: {}{tries}", status_text(&s))));
                 }
             }
         }
     }
+}
 
-    fn read_model(&mut self) -> Result<ServedModel> {
-        let name = self.model.clone();
-        let (url, model) = (self.url.clone(), self.model.clone());
-        let unknown = |s: &str| Error::remote(&url, &model, RemoteErrorKind::UnknownModel, s.to_string());
-        let mismatch = |s: String| Error::remote(&url, &model, RemoteErrorKind::Mismatch, s);
-        let n = name.clone();
-        let ready = self
-            .call("ModelReady", move |mut c| {
-                let n = n.clone();
-                async move { c.model_ready(proto::ModelReadyRequest { name: n, version: String::new() }).await }
-            })
-            .map_err(|e| refine_unknown(e, &unknown))?;
-        if !ready.ready {
-            // Unknown to the server, or known and not loaded: the repository index says which.
-            let index = self.call("RepositoryIndex", |mut c| async move {
-                c.repository_index(proto::RepositoryIndexRequest { repository_name: String::new(), ready: false }).await
-            });
-            let known: Vec<String> = index.map(|i| i.models.into_iter().map(|m| m.name).collect()).unwrap_or_default();
-            return Err(if known.contains(&name) {
-                Error::remote(
-                    &url,
-                    &model,
-                    RemoteErrorKind::Failed,
-                    "the model is in the repository but not ready (see the server's log)".into(),
-                )
-            } else {
-                unknown(&format!("unknown model; the server has: {}", if known.is_empty() { "none".into() } else { known.join(", ") }))
-            });
-        }
-        let n = name.clone();
-        let meta = self.call("ModelMetadata", move |mut c| {
-            let n = n.clone();
-            async move { c.model_metadata(proto::ModelMetadataRequest { name: n, version: String::new() }).await }
-        })?;
-        let n = name.clone();
-        let config = self
-            .call("ModelConfig", move |mut c| {
-                let n = n.clone();
-                async move { c.model_config(proto::ModelConfigRequest { name: n, version: String::new() }).await }
-            })?
-            .config
-            .ok_or_else(|| mismatch("the server sent no model config".into()))?;
-        let max_batch_size = usize::try_from(config.max_batch_size).unwrap_or(0);
-        let params: HashMap<String, String> = config.parameters.iter().map(|(k, v)| (k.clone(), v.string_value.clone())).collect();
+impl TritonDenoiser {
+    /// Connects to the server at `url` (`grpc://HOST:PORT`) and reads the model `model`
+    /// (its latest version): metadata, config and the parameters that carry its configs.
+    /// Errors tell an unreachable server, an unknown model and a model that does not fit
+    /// the contract apart ([`crate::Error::Remote`]).
+    pub fn connect(url: &str, model: &str) -> Result<Self> {
+        Self::connect_with(url, model, RetryPolicy::default())
+    }
 
-        // The model's view of each input (config `reshape` where there is one), with the
-        // batch dimension in front: what the .onnx contract's rules are checked on.
-        let spec = |name: &str, datatype: &str, dims: &[i64], reshape: Option<&[i64]>| -> Result<TensorSpec> {
-            let elem =
-                elem_type(datatype).ok_or_else(|| mismatch(format!("tensor `{name}`: datatype {datatype}, expected FP32 or INT64")))?;
-            let view = reshape.unwrap_or(dims);
-            let shape: Vec<i64> =
-                if max_batch_size > 0 { std::iter::once(-1).chain(view.iter().copied()).collect() } else { view.to_vec() };
-            Ok(TensorSpec::new(name, elem, &shape))
-        };
-        // Triton's data type names without their TYPE_ prefix (FP32, INT64, ...).
-        let dtype =
-            |t: i32| proto::DataType::try_from(t).map(|d| d.as_str_name().trim_start_matches("TYPE_").to_string()).unwrap_or_default();
-        let mut inputs = Vec::new();
-        let mut dims_of = HashMap::new();
-        for i in &config.input {
-            inputs.push(spec(&i.name, &dtype(i.data_type), &i.dims, i.reshape.as_ref().map(|r| r.shape.as_slice()))?);
-            dims_of.insert(i.name.clone(), i.dims.clone());
-        }
-        let mut outputs = Vec::new();
-        for o in &config.output {
-            outputs.push(spec(&o.name, &dtype(o.data_type), &o.dims, o.reshape.as_ref().map(|r| r.shape.as_slice()))?);
-        }
-        if inputs.is_empty() {
-            // A config the server completed from the model: the metadata has the same.
-            for t in &meta.inputs {
-                inputs.push(TensorSpec::new(&t.name, elem_type(&t.datatype).unwrap_or(TensorElementType::Float32), &t.shape));
-                dims_of.insert(t.name.clone(), t.shape.iter().skip(usize::from(max_batch_size > 0)).copied().collect());
-            }
-        }
-        let label = format!("server {url}, model {model}");
-        let signature =
-            ModelSignature::from_parts(&inputs, &outputs, |k| params.get(k).filter(|v| !v.is_empty()).cloned(), Path::new(&label))
-                .map_err(|e| mismatch(e.to_string().trim_start_matches(&format!("{label}: ")).to_string()))?;
-        if signature.fused {
-            return Err(mismatch("a fused-step graph: serve the model's plain prediction graph (exported without --fused-step)".into()));
-        }
-        let scheduler_config = signature.scheduler_config.clone().ok_or_else(|| {
-            mismatch("the model config has no parameter scheduler_config (write the repository with `exporter triton`)".into())
-        })?;
-        let mut wire = Vec::new();
-        for (spec, feed) in inputs.iter().zip(&signature.feeds) {
-            let datatype = spec.elem.and_then(wire_type).ok_or_else(|| mismatch(format!("input `{}`: unsupported datatype", spec.name)))?;
-            let dims = dims_of.get(&spec.name).cloned().unwrap_or_default();
-            wire.push(WireInput { name: spec.name.clone(), feed: *feed, datatype, dims });
-        }
-        Ok(ServedModel { output: signature.output.clone(), signature, scheduler_config, inputs: wire, max_batch_size })
+    /// [`TritonDenoiser::connect`] with another retry policy.
+    pub fn connect_with(url: &str, model: &str, retry: RetryPolicy) -> Result<Self> {
+        let mut conn = Connection::open(url, model, retry)?;
+        let served = Arc::new(read_model(&mut conn)?);
+        Ok(Self { conn, served, requests: 0 })
+    }
+
+    /// Another connection to the same model (its metadata is not read again).
+    pub fn try_clone(&self) -> Result<Self> {
+        let conn = Connection::open(&self.conn.url, &self.conn.model, self.conn.retry)?;
+        Ok(Self { conn, served: self.served.clone(), requests: 0 })
     }
 
     /// The scheduler config the server's model carries (config parameter `scheduler_config`).
@@ -390,7 +282,7 @@ impl TritonDenoiser {
     }
     /// `URL, model NAME`, for messages.
     pub fn describe(&self) -> String {
-        format!("server {}, model {}", self.url, self.model)
+        format!("server {}, model {}", self.conn.url, self.conn.model)
     }
 
     /// A pipeline over this model with its own scheduler config, null label and
@@ -452,9 +344,7 @@ impl TritonDenoiser {
                         l.iter().flat_map(|&v| v.to_le_bytes()).collect()
                     }
                 }
-                Feed::Coefficients | Feed::Noise => {
-                    return Err(Error::remote(&self.url, &self.model, RemoteErrorKind::Mismatch, "a fused-step graph".into()))
-                }
+                Feed::Coefficients | Feed::Noise => return Err(self.conn.error(RemoteErrorKind::Mismatch, "a fused-step graph".into())),
             };
             inputs.push(proto::model_infer_request::InferInputTensor {
                 name: w.name.clone(),
@@ -466,7 +356,7 @@ impl TritonDenoiser {
             raw.push(bytes);
         }
         let request = proto::ModelInferRequest {
-            model_name: self.model.clone(),
+            model_name: self.conn.model.clone(),
             model_version: String::new(),
             id: String::new(),
             parameters: HashMap::new(),
@@ -477,12 +367,12 @@ impl TritonDenoiser {
             }],
             raw_input_contents: raw,
         };
-        let response = self.call(&format!("ModelInfer (t = {t}, batch {batch})"), move |mut c| {
+        let response = self.conn.call(&format!("ModelInfer (t = {t}, batch {batch})"), move |mut c| {
             let r = request.clone();
             async move { c.model_infer(r).await }
         })?;
         self.requests += 1;
-        let mismatch = |s: String| Error::remote(&self.url, &self.model, RemoteErrorKind::Mismatch, s);
+        let mismatch = |s: String| self.conn.error(RemoteErrorKind::Mismatch, s);
         let k = response
             .outputs
             .iter()
@@ -504,6 +394,97 @@ impl TritonDenoiser {
     }
 }
 
+/// What the server says of the model: readiness, metadata, config and its parameters.
+fn read_model(conn: &mut Connection) -> Result<ServedModel> {
+    let name = conn.model.clone();
+    let (url, model) = (conn.url.clone(), conn.model.clone());
+    let unknown = |s: &str| Error::remote(&url, &model, RemoteErrorKind::UnknownModel, s.to_string());
+    let mismatch = |s: String| Error::remote(&url, &model, RemoteErrorKind::Mismatch, s);
+    let n = name.clone();
+    let ready = conn
+        .call("ModelReady", move |mut c| {
+            let n = n.clone();
+            async move { c.model_ready(proto::ModelReadyRequest { name: n, version: String::new() }).await }
+        })
+        .map_err(|e| refine_unknown(e, &unknown))?;
+    if !ready.ready {
+        // Unknown to the server, or known and not loaded: the repository index says which.
+        let index = conn.call("RepositoryIndex", |mut c| async move {
+            c.repository_index(proto::RepositoryIndexRequest { repository_name: String::new(), ready: false }).await
+        });
+        let known: Vec<String> = index.map(|i| i.models.into_iter().map(|m| m.name).collect()).unwrap_or_default();
+        return Err(if known.contains(&name) {
+            Error::remote(
+                &url,
+                &model,
+                RemoteErrorKind::Failed,
+                "the model is in the repository but not ready (see the server's log)".into(),
+            )
+        } else {
+            unknown(&format!("unknown model; the server has: {}", if known.is_empty() { "none".into() } else { known.join(", ") }))
+        });
+    }
+    let n = name.clone();
+    let meta = conn.call("ModelMetadata", move |mut c| {
+        let n = n.clone();
+        async move { c.model_metadata(proto::ModelMetadataRequest { name: n, version: String::new() }).await }
+    })?;
+    let n = name.clone();
+    let config = conn
+        .call("ModelConfig", move |mut c| {
+            let n = n.clone();
+            async move { c.model_config(proto::ModelConfigRequest { name: n, version: String::new() }).await }
+        })?
+        .config
+        .ok_or_else(|| mismatch("the server sent no model config".into()))?;
+    let max_batch_size = usize::try_from(config.max_batch_size).unwrap_or(0);
+    let params: HashMap<String, String> = config.parameters.iter().map(|(k, v)| (k.clone(), v.string_value.clone())).collect();
+
+    // The model's view of each input (config `reshape` where there is one), with the
+    // batch dimension in front: what the .onnx contract's rules are checked on.
+    let spec = |name: &str, datatype: &str, dims: &[i64], reshape: Option<&[i64]>| -> Result<TensorSpec> {
+        let elem = elem_type(datatype).ok_or_else(|| mismatch(format!("tensor `{name}`: datatype {datatype}, expected FP32 or INT64")))?;
+        let view = reshape.unwrap_or(dims);
+        let shape: Vec<i64> = if max_batch_size > 0 { std::iter::once(-1).chain(view.iter().copied()).collect() } else { view.to_vec() };
+        Ok(TensorSpec::new(name, elem, &shape))
+    };
+    // Triton's data type names without their TYPE_ prefix (FP32, INT64, ...).
+    let dtype = |t: i32| proto::DataType::try_from(t).map(|d| d.as_str_name().trim_start_matches("TYPE_").to_string()).unwrap_or_default();
+    let mut inputs = Vec::new();
+    let mut dims_of = HashMap::new();
+    for i in &config.input {
+        inputs.push(spec(&i.name, &dtype(i.data_type), &i.dims, i.reshape.as_ref().map(|r| r.shape.as_slice()))?);
+        dims_of.insert(i.name.clone(), i.dims.clone());
+    }
+    let mut outputs = Vec::new();
+    for o in &config.output {
+        outputs.push(spec(&o.name, &dtype(o.data_type), &o.dims, o.reshape.as_ref().map(|r| r.shape.as_slice()))?);
+    }
+    if inputs.is_empty() {
+        // A config the server completed from the model: the metadata has the same.
+        for t in &meta.inputs {
+            inputs.push(TensorSpec::new(&t.name, elem_type(&t.datatype).unwrap_or(TensorElementType::Float32), &t.shape));
+            dims_of.insert(t.name.clone(), t.shape.iter().skip(usize::from(max_batch_size > 0)).copied().collect());
+        }
+    }
+    let label = format!("server {url}, model {model}");
+    let signature = ModelSignature::from_parts(&inputs, &outputs, |k| params.get(k).filter(|v| !v.is_empty()).cloned(), Path::new(&label))
+        .map_err(|e| mismatch(e.to_string().trim_start_matches(&format!("{label}: ")).to_string()))?;
+    if signature.fused {
+        return Err(mismatch("a fused-step graph: serve the model's plain prediction graph (exported without --fused-step)".into()));
+    }
+    let scheduler_config = signature.scheduler_config.clone().ok_or_else(|| {
+        mismatch("the model config has no parameter scheduler_config (write the repository with `exporter triton`)".into())
+    })?;
+    let mut wire = Vec::new();
+    for (spec, feed) in inputs.iter().zip(&signature.feeds) {
+        let datatype = spec.elem.and_then(wire_type).ok_or_else(|| mismatch(format!("input `{}`: unsupported datatype", spec.name)))?;
+        let dims = dims_of.get(&spec.name).cloned().unwrap_or_default();
+        wire.push(WireInput { name: spec.name.clone(), feed: *feed, datatype, dims });
+    }
+    Ok(ServedModel { output: signature.output.clone(), signature, scheduler_config, inputs: wire, max_batch_size })
+}
+
 /// A status as one line: its message, with the code when the message is empty.
 fn status_text(s: &tonic::Status) -> String {
     let m = crate::error::one_line(s.message());
@@ -521,33 +502,6 @@ fn refine_unknown(e: Error, unknown: &impl Fn(&str) -> Error) -> Error {
             unknown(msg)
         }
         _ => e,
-    }
-}
-
-impl ServedModel {
-    fn placeholder() -> Self {
-        Self {
-            signature: ModelSignature {
-                shape: ModelShape { channels: 0, height: 0, width: 0, out_channels: 0, num_classes: None },
-                feeds: Vec::new(),
-                timestep: crate::onnx::signature::TimestepInput {
-                    elem: TimestepType::Int64,
-                    rank: crate::onnx::signature::TimestepRank::PerItem,
-                },
-                class_type: None,
-                output: String::new(),
-                fused: false,
-                batch_dim: None,
-                fixed_batch: None,
-                scheduler_config: None,
-                unet_config: None,
-                guidance: None,
-            },
-            scheduler_config: SchedulerConfig::paper(),
-            inputs: Vec::new(),
-            output: String::new(),
-            max_batch_size: 0,
-        }
     }
 }
 

@@ -12,6 +12,7 @@ use ddpm_io::npy::read_npy;
 use ddpm_runtime::{ClassLabels, Denoiser, ExecutionProvider, OnnxDenoiser, Precision, SamplerKind, TimestepSpacing};
 
 mod nll;
+mod plot;
 mod output;
 mod pretrained;
 mod remote;
@@ -41,6 +42,9 @@ enum Command {
     /// Join the .npy files of sample-set shards (`sample --first-index`) in the order given,
     /// into one .npy: the bytes one run of all the samples writes.
     Merge(MergeArgs),
+    /// Line charts of a CSV file (loss.csv, `nll --csv`, a sweep's table) as a PNG: one
+    /// panel per --y, one line per column.
+    Plot(plot::PlotArgs),
 }
 
 #[derive(clap::Args)]
@@ -521,6 +525,7 @@ fn main() -> ExitCode {
             Command::Info(args) => info(args),
             Command::Nll(args) => nll::nll(args),
             Command::Merge(args) => merge(args),
+            Command::Plot(args) => plot::plot(args),
         }
         .map(|()| ExitCode::SUCCESS)
         .map_err(Chain)

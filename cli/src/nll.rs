@@ -187,7 +187,9 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.plot {
         let points = bound.terms.iter().filter(|t| t.kind != TermKind::Prior).map(|t| (t.t as f64, t.bits_per_dim)).collect();
-        ddpm_io::plot::line_chart(path, &[ddpm_io::plot::Line { points, rgb: (0, 0, 255), width: 2 }], true)?;
+        let title = format!("variational bound by term ({n} images)");
+        let panel = ddpm_io::plot::Panel::new(title, "t", "bits/dim").log_y().line("L_0 (t = 0) and L_t-1", points, (0, 0, 255), 2);
+        ddpm_io::plot::line_chart(path, &[panel])?;
     }
     if let Some(path) = &args.rd {
         let rd = bound.rate_distortion();
@@ -197,7 +199,9 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
         }
         ddpm_io::files::write_atomically(path.with_extension("csv"), |w| w.write_all(text.as_bytes()))?;
         let points = rd.iter().skip(1).map(|p| (p.rate, p.distortion)).collect();
-        ddpm_io::plot::line_chart(path, &[ddpm_io::plot::Line { points, rgb: (200, 0, 0), width: 2 }], false)?;
+        let title = format!("rate-distortion ({n} images)");
+        let panel = ddpm_io::plot::Panel::new(title, "rate (bits/dim)", "distortion (RMSE, [0, 255])").line("", points, (200, 0, 0), 2);
+        ddpm_io::plot::line_chart(path, &[panel])?;
     }
     if let Some(source) = set.labels_source.as_ref().filter(|_| labels.is_some()) {
         println!("conditioned on the images' own labels ({source})");

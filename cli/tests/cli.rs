@@ -504,3 +504,44 @@ fn shards_drawn_apart_and_merged_are_the_bytes_of_one_run() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("other.npy"));
     assert!(!Path::new(&merged).exists());
 }
+
+#[test]
+fn plot_draws_one_panel_per_y_and_refuses_bad_tables() {
+    let d = tmp();
+    let csv = p(d.path(), "sweep.csv");
+    std::fs::write(&csv, "scale,fid,floor,worst\n1,58.9,49.0,0.955\n1.5,57.1,49.0,0.98\n2,58.0,49.0,0.99\n").unwrap();
+    let png = p(d.path(), "sweep.png");
+    let out = runtime_cmd("plot", &["--csv", &csv, "--x", "scale", "--y", "fid,floor", "--y", "worst", "--out", &png]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, c, h, w) = ddpm_io::png::read_png(Path::new(&png)).unwrap();
+    assert_eq!((c, h, w), (3, 420, 2 * 560), "two panels side by side");
+    let before = std::fs::read(&png).unwrap();
+    let bad_plot = |csv_text: &str, args: &[&str], needle: &str| {
+        std::fs::write(&csv, csv_text).unwrap();
+        let all: Vec<&str> = ["--csv", csv.as_str(), "--out", png.as_str()].into_iter().chain(args.iter().copied()).collect();
+        let out = runtime_cmd("plot", &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{csv_text:?} {args:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(lines[0].contains(needle), "{args:?}: {:?} does not mention {needle:?}", lines[0]);
+        assert_eq!(std::fs::read(&png).unwrap(), before, "{args:?}: the chart already written changed");
+    };
+    let good = "scale,fid\n1,58.9\n2,57\n";
+    bad_plot(good, &["--x", "scale", "--y", "fdi"], "no column `fdi`");
+    bad_plot(good, &["--x", "step", "--y", "fid"], "no column `step`");
+    bad_plot("scale,fid\n1,58.9\n2,NaN\n", &["--x", "scale", "--y", "fid"], "expected a finite number");
+    bad_plot("scale,fid\n1,58.9\n2,abc\n", &["--x", "scale", "--y", "fid"], "`abc`");
+    bad_plot("scale,fid\n1,58.9\n2\n", &["--x", "scale", "--y", "fid"], "row 3");
+    bad_plot("scale,fid\n", &["--x", "scale", "--y", "fid"], "no data rows");
+    bad_plot("scale,fid\n1,-1\n", &["--x", "scale", "--y", "fid", "--log-y"], "--log-y");
+    bad_plot(good, &["--x", "scale", "--y", "fid", "--title", "a", "--title", "b"], "one per panel");
+    bad_plot(good, &["--x", "scale", "--y", "fid", "--filter", "scale"], "COLUMN=VALUE");
+    std::fs::remove_file(&csv).unwrap();
+    let out = runtime_cmd("plot", &["--csv", &csv, "--x", "scale", "--y", "fid", "--out", &png]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sweep.csv"));
+    let out = runtime_cmd("plot", &["--csv", &png, "--x", "scale", "--y", "fid", "--out", &p(d.path(), "x.jpg")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FILE.png"));
+}

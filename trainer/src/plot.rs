@@ -1,8 +1,8 @@
-//! The loss curve as a PNG (no text: the numbers are in loss.csv).
+//! The loss curve as a PNG (the numbers are in loss.csv).
 
 use std::path::Path;
 
-use ddpm_io::plot::{line_chart, Line};
+use ddpm_io::plot::{line_chart, Panel};
 
 use crate::error::Result;
 
@@ -23,6 +23,10 @@ pub fn write_loss_png(path: &Path, rows: &[(u64, f64)]) -> Result<()> {
         }
         smooth.push((s, 10f64.powf(acc / (i + 1).min(win) as f64)));
     }
-    let lines = [Line { points: raw, rgb: (200, 200, 200), width: 1 }, Line { points: smooth, rgb: (0, 0, 255), width: 2 }];
-    Ok(line_chart(path, &lines, true)?)
+    let label = format!("running mean ({win} steps)");
+    let panel = Panel::new("training loss", "step", "loss")
+        .log_y()
+        .line("loss", raw, (200, 200, 200), 1)
+        .line(label, smooth, (0, 0, 255), 2);
+    Ok(line_chart(path, &[panel])?)
 }

@@ -12,8 +12,8 @@ use ddpm_io::npy::read_npy;
 use ddpm_runtime::{ClassLabels, Denoiser, ExecutionProvider, OnnxDenoiser, Precision, SamplerKind, TimestepSpacing};
 
 mod nll;
-mod plot;
 mod output;
+mod plot;
 mod pretrained;
 mod remote;
 

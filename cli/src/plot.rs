@@ -43,16 +43,13 @@ pub fn plot(args: PlotArgs) -> anyhow::Result<()> {
     }
     let text = ddpm_io::files::read_regular_text(&args.csv, 64 << 20, "CSV file")?;
     let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| bad(format!("{file}: not a CSV file ({e})")))?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let header: Vec<String> =
+        reader.headers().map_err(|e| bad(format!("{file}: not a CSV file ({e})")))?.iter().map(str::to_string).collect();
     let column = |name: &str| {
-        header.iter().position(|h| h == name).ok_or_else(|| {
-            bad(format!("{file}: no column `{name}`; its columns are {}", header.join(", ")))
-        })
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| bad(format!("{file}: no column `{name}`; its columns are {}", header.join(", "))))
     };
     let filter = match &args.filter {
         None => None,
@@ -65,11 +62,7 @@ pub fn plot(args: PlotArgs) -> anyhow::Result<()> {
     let panels_cols: Vec<Vec<(String, usize)>> = args
         .y
         .iter()
-        .map(|p| {
-            p.split(',')
-                .map(|c| column(c.trim()).map(|i| (c.trim().to_string(), i)))
-                .collect::<anyhow::Result<Vec<_>>>()
-        })
+        .map(|p| p.split(',').map(|c| column(c.trim()).map(|i| (c.trim().to_string(), i))).collect::<anyhow::Result<Vec<_>>>())
         .collect::<anyhow::Result<_>>()?;
     let mut rows: Vec<Vec<String>> = Vec::new();
     for (i, record) in reader.records().enumerate() {

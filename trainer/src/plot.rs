@@ -24,9 +24,7 @@ pub fn write_loss_png(path: &Path, rows: &[(u64, f64)]) -> Result<()> {
         smooth.push((s, 10f64.powf(acc / (i + 1).min(win) as f64)));
     }
     let label = format!("running mean ({win} steps)");
-    let panel = Panel::new("training loss", "step", "loss")
-        .log_y()
-        .line("loss", raw, (200, 200, 200), 1)
-        .line(label, smooth, (0, 0, 255), 2);
+    let panel =
+        Panel::new("training loss", "step", "loss").log_y().line("loss", raw, (200, 200, 200), 1).line(label, smooth, (0, 0, 255), 2);
     Ok(line_chart(path, &[panel])?)
 }

@@ -4,16 +4,20 @@
 # trained with label dropout: the null label, and the recommended guidance scale), and the
 # .onnx exported from exactly those weights (float16 storage, float32 compute), verified
 # against libtorch.
-# Usage: scripts/ship-default-model.sh [RUN] [--guidance-scale S]
-#        (default RUN: the cache's runs/digits; S: the run's guidance.json, else none)
+# Usage: scripts/ship-default-model.sh [RUN] [--guidance-scale S] [--no-clip-sample]
+#        (default RUN: the cache's runs/digits; S: the run's guidance.json, else none;
+#        --no-clip-sample ships the run's scheduler config with clip_sample false: with it
+#        true, diffusers' DDIM step clips x_0 but keeps the unclipped epsilon, and guided
+#        chains fall apart, MODEL_CARD.md)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cache="${DDPM_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ddpm-rs}"
-run="$cache/runs/digits"; scale=""
+run="$cache/runs/digits"; scale=""; clip=keep
 while [ $# -gt 0 ]; do
   case "$1" in
     --guidance-scale) scale=$2; shift ;;
+    --no-clip-sample) clip=false ;;
     -*) echo "unknown argument $1" >&2; exit 2 ;;
     *) run=$1 ;;
   esac
@@ -23,7 +27,13 @@ dest=models/pretrained/digits
 make build >/dev/null
 ./bin/exporter fp16-unet --ckpt "$run/unet" --out "$dest/unet"
 mkdir -p "$dest/scheduler"
-cp "$run/scheduler/scheduler_config.json" "$dest/scheduler/scheduler_config.json"
+python3 - "$run/scheduler/scheduler_config.json" "$dest/scheduler/scheduler_config.json" "$clip" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+if sys.argv[3] == "false":
+    c["clip_sample"] = False
+open(sys.argv[2], "w").write(json.dumps(c, indent=2) + "\n")
+PY
 if [ -f "$run/guidance.json" ]; then
   python3 - "$run/guidance.json" "$dest/guidance.json" "$scale" <<'PY'
 import json, sys

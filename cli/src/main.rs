@@ -328,11 +328,6 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     if !args.no_model_cache {
         builder = builder.cache_dir(args.model_cache.clone().unwrap_or_else(|| ddpm_runtime::sys::cache_dir().join("models")));
     }
-    // The session for the run's batch size is prepared while loading.
-    let n_hint = args.n.unwrap_or(16);
-    if args.noise.is_none() {
-        builder = builder.batch_size(args.batch_size.min(n_hint).max(1));
-    }
     let mut model = match &args.model {
         Some(path) => builder.from_file(path)?,
         None => {
@@ -347,6 +342,11 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     }
     let noise = read_noise(&args, shape)?;
     let model_guidance = model.signature().guidance.map(|g| g.guidance_scale);
+    // The session for the run's model calls is prepared before the chain starts: batches of
+    // B, or 2B when guided (both halves in one call).
+    let calls = args.batch_size.min(noise.as_ref().map_or(args.n.unwrap_or(16), |z| z.len() / shape.sample_len())).max(1);
+    let guided = args.guidance_scale.or(model_guidance).is_some_and(|s| s != 1.0);
+    model.prepare_batch(if guided { 2 * calls } else { calls })?;
     let what_ran = model.precision_choice().to_string();
     let pipeline = configure(model.pipeline(), &args, model_guidance, noise)?;
     let plan = pipeline.plan()?;

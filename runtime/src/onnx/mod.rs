@@ -101,6 +101,17 @@ impl OnnxDenoiser {
         }
     }
 
+    /// Prepares the session (and buffers) for model calls of `batch` samples now rather
+    /// than on first use; a no-op for a batch already prepared or a dynamic-batch session.
+    /// A guided run calls the model on 2B samples (the conditional and unconditional halves
+    /// stacked), so that is the batch to prepare for it.
+    pub fn prepare_batch(&mut self, batch: usize) -> Result<()> {
+        if let Sessions::PerBatch(_) = self.sessions {
+            self.bound_for(batch.max(1))?;
+        }
+        Ok(())
+    }
+
     /// What the model's graph declares (inputs, outputs, metadata).
     pub fn signature(&self) -> &ModelSignature {
         &self.signature

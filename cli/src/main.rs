@@ -347,6 +347,14 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let calls = args.batch_size.min(noise.as_ref().map_or(args.n.unwrap_or(16), |z| z.len() / shape.sample_len())).max(1);
     let guided = args.guidance_scale.or(model_guidance).is_some_and(|s| s != 1.0);
     model.prepare_batch(if guided { 2 * calls } else { calls })?;
+    let config = model.scheduler_config();
+    if guided && args.sampler == SamplerKind::Ddim && (config.clip_sample.unwrap_or(true) || config.thresholding.unwrap_or(false)) {
+        // diffusers' DDIMScheduler.step clips (or thresholds) x_0 but moves along the
+        // unclipped epsilon: under guidance the two disagree and the chain falls apart.
+        eprintln!(
+            "note: guided DDIM on a model whose scheduler config clips x_0 (clip_sample or thresholding): diffusers' DDIM step keeps the unclipped epsilon, and guided samples degrade (a scheduler config with clip_sample false avoids it)"
+        );
+    }
     let what_ran = model.precision_choice().to_string();
     let pipeline = configure(model.pipeline(), &args, model_guidance, noise)?;
     let plan = pipeline.plan()?;

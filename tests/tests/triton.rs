@@ -372,7 +372,7 @@ fn remote_sampling_equals_local_sampling() {
     );
     // A guidance scale on a model without a null label.
     fails(
-        &run("runtime", &["sample", "--server", &url, "--model-name", "digits", "--guidance-scale", "3", "--out", &missing]),
+        &run("runtime", &["sample", "--server", &url, "--model-name", "gaussian_classes", "--guidance-scale", "3", "--out", &missing]),
         2,
         &["null label"],
     );

@@ -90,7 +90,7 @@ fn the_cli_bound_is_the_librarys_and_its_files_are_written() {
     assert!((kl - b.total(TermKind::Kl)).abs() <= 1e-3 * kl.abs() + 1e-6);
     for png in [&plot, &rd] {
         let (_, c, h, w) = ddpm_io::png::read_png(png).unwrap();
-        assert_eq!((c, h, w), (3, 400, 800));
+        assert_eq!((c, h, w), (3, 420, 800));
     }
     assert!(Path::new(&rd.with_extension("csv")).is_file());
 }

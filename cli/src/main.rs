@@ -348,13 +348,11 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let guided = args.guidance_scale.or(model_guidance).is_some_and(|s| s != 1.0);
     model.prepare_batch(if guided { 2 * calls } else { calls })?;
     let config = model.scheduler_config();
-    if guided && args.sampler == SamplerKind::Ddim && (config.clip_sample.unwrap_or(true) || config.thresholding.unwrap_or(false)) {
-        // diffusers' DDIMScheduler.step clips (or thresholds) x_0 but moves along the
-        // unclipped epsilon: under guidance the two disagree and the chain falls apart.
-        eprintln!(
-            "note: guided DDIM on a model whose scheduler config clips x_0 (clip_sample or thresholding): diffusers' DDIM step keeps the unclipped epsilon, and guided samples degrade (a scheduler config with clip_sample false avoids it)"
-        );
-    }
+    // diffusers' DDIMScheduler.step clips (or thresholds) x_0 but moves along the unclipped
+    // epsilon: under guidance the two disagree and the chain falls apart. Said after a
+    // successful run (an error stays one line).
+    let clip_note =
+        guided && args.sampler == SamplerKind::Ddim && (config.clip_sample.unwrap_or(true) || config.thresholding.unwrap_or(false));
     let what_ran = model.precision_choice().to_string();
     let pipeline = configure(model.pipeline(), &args, model_guidance, noise)?;
     let plan = pipeline.plan()?;
@@ -366,7 +364,13 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let samples = pipeline.on_progress(|p| bar.set_position(p.evaluations_done as u64)).run()?;
     bar.finish_and_clear();
     let guidance = args.guidance_scale.or(model_guidance).unwrap_or(1.0);
-    finish(&args, &out, &samples, &what_ran, guidance, started)
+    finish(&args, &out, &samples, &what_ran, guidance, started)?;
+    if clip_note {
+        eprintln!(
+            "note: guided DDIM on a model whose scheduler config clips x_0 (clip_sample or thresholding): diffusers' DDIM step keeps the unclipped epsilon, and guided samples degrade (a scheduler config with clip_sample false avoids it)"
+        );
+    }
+    Ok(())
 }
 
 /// A batch asked for (even when --n is smaller and it would be clamped) that no machine

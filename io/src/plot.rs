@@ -3,7 +3,7 @@
 //! no system font is read). The numbers themselves go in a CSV beside each chart.
 
 use std::path::Path;
-use std::sync::Once;
+use std::sync::OnceLock;
 
 use plotters::prelude::*;
 
@@ -55,10 +55,8 @@ pub const PALETTE: [(u8, u8, u8); 6] = [(31, 119, 180), (214, 39, 40), (44, 160,
 const FONT: &str = "sans-serif";
 
 fn register_font() -> Result<()> {
-    static ONCE: Once = Once::new();
-    let mut ok = true;
-    ONCE.call_once(|| ok = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok());
-    if ok {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    if *REGISTERED.get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()) {
         Ok(())
     } else {
         Err(Error::InvalidArgument("the embedded DejaVu Sans font could not be read".into()))

@@ -47,4 +47,4 @@ else
   rm -f "$dest/guidance.json"
 fi
 ./bin/exporter onnx --ckpt "$dest" --weights-fp16 --out "$dest/digits.onnx"
-echo "step: $(cat "$run/train_state/LATEST")"
+if [ -f "$run/train_state/LATEST" ]; then echo "step: $(cat "$run/train_state/LATEST")"; fi

@@ -535,6 +535,7 @@ fn plot_draws_one_panel_per_y_and_refuses_bad_tables() {
     bad_plot("scale,fid\n1,58.9\n2\n", &["--x", "scale", "--y", "fid"], "row 3");
     bad_plot("scale,fid\n", &["--x", "scale", "--y", "fid"], "no data rows");
     bad_plot("scale,fid\n1,-1\n", &["--x", "scale", "--y", "fid", "--log-y"], "--log-y");
+    bad_plot("scale,fid\n1,-1e308\n2,1e308\n", &["--x", "scale", "--y", "fid"], "span more than");
     bad_plot(good, &["--x", "scale", "--y", "fid", "--title", "a", "--title", "b"], "one per panel");
     bad_plot(good, &["--x", "scale", "--y", "fid", "--filter", "scale"], "COLUMN=VALUE");
     std::fs::remove_file(&csv).unwrap();

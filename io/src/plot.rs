@@ -130,6 +130,15 @@ pub fn line_chart(path: &Path, panels: &[Panel]) -> Result<()> {
             let (x_lo, x_hi) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
             let (y_lo, y_hi) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
             let (x_lo, x_hi, y_lo, y_hi) = if x_lo.is_finite() { (x_lo, x_hi, y_lo, y_hi) } else { (0.0, 1.0, 0.0, 1.0) };
+            if !((x_hi - x_lo) * 1.1).is_finite() || !((y_hi - y_lo) * 1.1).is_finite() {
+                return Err(Error::bad_file(
+                    path,
+                    format!(
+                        "panel `{}`: values from ({x_lo:e}, {y_lo:e}) to ({x_hi:e}, {y_hi:e}) span more than a float64 axis can draw",
+                        panel.title
+                    ),
+                ));
+            }
             let pad = |lo: f64, hi: f64| if hi > lo { (hi - lo) * 0.04 } else { lo.abs().max(1.0) * 0.05 };
             let (px, py) = (pad(x_lo, x_hi), pad(y_lo, y_hi));
             let mut chart = ChartBuilder::on(area)
@@ -215,6 +224,16 @@ mod tests {
         // values in [-1, 1]; channel 0 is red).
         let dark = |x0: usize, x1: usize| (0..30).any(|y| (x0..x1).any(|x| px[y * w + x] < -0.2));
         assert!(dark(0, 560) && dark(560, 1120));
+    }
+
+    #[test]
+    fn values_too_far_apart_to_draw_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.png");
+        let panel = Panel::new("t", "x", "y").line("", vec![(0.0, -1e308), (1.0, 1e308)], (0, 0, 0), 1);
+        let e = line_chart(&path, &[panel]).unwrap_err().to_string();
+        assert!(e.contains("span more than"), "{e}");
+        assert!(!path.exists());
     }
 
     #[test]

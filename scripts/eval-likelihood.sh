@@ -4,18 +4,19 @@
 # rate-distortion curve (CSV and PNG); with --fid, FID, confidence and entropy (n = 1,000)
 # of DDPM at 25, 50, 100 and 1,000 steps (the L_hybrid model's learned variances). Outputs
 # go to OUT (default $DDPM_RS_CACHE/eval-likelihood/NAME); samples already drawn are kept.
-# Usage: scripts/eval-likelihood.sh --model FILE.onnx [--fid] [--batch-size B] [--out DIR]
+# Usage: scripts/eval-likelihood.sh --model FILE.onnx [--fid] [--batch-size B] [--threads N] [--out DIR]
 #        (after `make build`)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-model=""; fid=0; batch=32; out=""
+model=""; fid=0; batch=32; out=""; threads=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model=$2; shift ;;
     --fid) fid=1 ;;
     --batch-size) batch=$2; shift ;;
     --out) out=$2; shift ;;
+    --threads) threads=(--threads "$2"); shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -24,17 +25,17 @@ done
 cache="${DDPM_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ddpm-rs}"
 out=${out:-$cache/eval-likelihood/$(basename "$model" .onnx)}
 mkdir -p "$out"
-rt=./bin/runtime
+rt=${DDPM_RS_RUNTIME:-./bin/runtime}
 held=data/mnist/test-images-idx3-ubyte.gz
 echo "## $model: exact bound on the 1,000 held-out digits (every t)"
 start=$(date +%s)
-$rt nll --model "$model" --data $held --n 1000 --batch-size "$batch" --seed 0 \
+$rt nll --model "$model" --data $held --n 1000 --batch-size "$batch" --seed 0 "${threads[@]}" \
   --csv "$out/terms.csv" --plot "$out/terms.png" --rd "$out/rd.png" | tail -n 3
 echo "wall time: $(( $(date +%s) - start )) s"
 if [ $fid = 1 ]; then
   for steps in 25 50 100 1000; do
     f="$out/ddpm$steps.npy"
-    [ -f "$f" ] || $rt sample --model "$model" --sampler ddpm --steps $steps --n 1000 --batch-size "$batch" --seed 1 --out "$f" | tail -n 1
+    [ -f "$f" ] || $rt sample --model "$model" --sampler ddpm --steps $steps --n 1000 --batch-size "$batch" --seed 1 "${threads[@]}" --out "$f" | tail -n 1
     echo "## DDPM $steps steps, n = 1,000"
     $rt eval --samples "$f" --real $held --n 1000
   done

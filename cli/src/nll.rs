@@ -146,15 +146,19 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
             args.data.display()
         )));
     }
-    let labels: Option<Vec<i64>> = match (shape.num_classes, args.unconditional) {
-        (None, true) => return Err(bad(format!("--unconditional: {name} is not class-conditional"))),
-        (Some(_), true) => {
+    // A model trained for classifier-free guidance has a null label: --unconditional
+    // conditions on it, and the images' labels must be real classes (below it).
+    let null_label = model.signature().guidance.map(|g| g.null_class_label);
+    let labels: Option<Vec<i64>> = match (shape.num_classes, args.unconditional, null_label) {
+        (None, true, _) => return Err(bad(format!("--unconditional: {name} is not class-conditional"))),
+        (Some(_), true, None) => {
             return Err(bad(format!(
                 "--unconditional: {name} has no null label (only models trained for classifier-free guidance have one)"
             )))
         }
-        (None, false) => None,
-        (Some(k), false) => {
+        (Some(_), true, Some(null)) => Some(vec![null; n]),
+        (None, false, _) => None,
+        (Some(k), false, _) => {
             let labels = set.labels.as_ref().ok_or_else(|| {
                 bad(format!(
                     "{}: no labels (an IDX label file beside the images, class sub-folders or CIFAR-10 batches), and {name} is class-conditional; or pass --unconditional",
@@ -162,8 +166,16 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
                 ))
             })?;
             let labels = labels[..n].to_vec();
+            if let Some(null) = null_label.filter(|null| labels.contains(null)) {
+                return Err(bad(format!(
+                    "{}: label {null} is the null label (no class) of {name}; expected the images' classes, or --unconditional",
+                    args.data.display()
+                )));
+            }
             if let Some(l) = labels.iter().find(|&&l| l < 0 || l as usize >= k) {
-                return Err(bad(format!("{}: label {l} outside the model's 0..{k}", args.data.display())));
+                // The classes a label may name: all rows but a last-row null label.
+                let last = if null_label == Some(k as i64 - 1) { k as i64 - 2 } else { k as i64 - 1 };
+                return Err(bad(format!("{}: label {l} outside the classes 0..={last} of {name}", args.data.display())));
             }
             Some(labels)
         }
@@ -203,8 +215,13 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
         let panel = ddpm_io::plot::Panel::new(title, "rate (bits/dim)", "distortion (RMSE, [0, 255])").line("", points, (200, 0, 0), 2);
         ddpm_io::plot::line_chart(path, &[panel])?;
     }
-    if let Some(source) = set.labels_source.as_ref().filter(|_| labels.is_some()) {
-        println!("conditioned on the images' own labels ({source})");
+    match (args.unconditional, null_label) {
+        (true, Some(null)) => println!("unconditional: conditioned on the model's null label {null}"),
+        _ => {
+            if let Some(source) = set.labels_source.as_ref().filter(|_| labels.is_some()) {
+                println!("conditioned on the images' own labels ({source})");
+            }
+        }
     }
     if bound.is_estimate() {
         println!(

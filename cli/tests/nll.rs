@@ -114,3 +114,41 @@ fn bad_inputs_exit_2_with_one_line() {
     bad(&["--model", &g, "--data", "/no/such.npy"], "/no/such.npy");
     bad(&["--model", &g, "--data", x, "--plot", "terms.gif"], "--plot terms.gif");
 }
+
+/// 28x28 digits as an IDX pair (images and the labels file beside them) in `dir`.
+#[cfg(default_model)]
+fn idx_digits(dir: &Path, labels: &[u8]) -> String {
+    let n = labels.len() as u32;
+    let mut images = [2051u32, n, 28, 28].iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<u8>>();
+    images.extend((0..n as usize * 784).map(|i| if (i % 28) / 9 == 1 { 255 } else { 0 }));
+    let mut l = [2049u32, n].iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<u8>>();
+    l.extend_from_slice(labels);
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), images).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), l).unwrap();
+    dir.join("t10k-images-idx3-ubyte").to_str().unwrap().to_string()
+}
+
+/// The built-in digits model was trained for classifier-free guidance: `--unconditional`
+/// conditions it on its null label (another bound than the images' own labels give), and a
+/// data label equal to the null label is exit 2, not an unconditional term in disguise.
+#[cfg(default_model)]
+#[test]
+fn unconditional_uses_the_null_label_of_a_guided_model() {
+    let d = tempfile::tempdir().unwrap();
+    let data = idx_digits(d.path(), &[1, 1, 7]);
+    let quick = ["--data", &data, "--t-stride", "250", "--batch-size", "3"];
+    let conditional = nll(&quick);
+    assert!(String::from_utf8_lossy(&conditional.stdout).contains("conditioned on the images' own labels"));
+    let unconditional = nll(&[&quick[..], &["--unconditional"]].concat());
+    let stdout = String::from_utf8_lossy(&unconditional.stdout).to_string();
+    assert!(stdout.contains("conditioned on the model's null label 10"), "{stdout}");
+    let value =
+        |out: &Output| -> f64 { last_line(out).strip_prefix("NLL <= ").unwrap().split_whitespace().next().unwrap().parse().unwrap() };
+    let (c, u) = (value(&conditional), value(&unconditional));
+    assert!(c.is_finite() && u.is_finite() && c != u, "conditional {c}, unconditional {u}");
+
+    let d2 = tempfile::tempdir().unwrap();
+    bad(&["--data", &idx_digits(d2.path(), &[1, 10, 7]), "--t-stride", "250"], "label 10 is the null label");
+    let d3 = tempfile::tempdir().unwrap();
+    bad(&["--data", &idx_digits(d3.path(), &[1, 11, 7]), "--t-stride", "250"], "label 11 outside the classes 0..=9");
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use ddpm_io::cli::named;
 use ddpm_models::UNetConfig;
-use ddpm_runtime::{SchedulerConfig, VarianceType};
+use ddpm_runtime::{BetaSchedule, PredictionType, SchedulerConfig, VarianceType};
 use ddpm_trainer::options::{preset, Loss, Preset, TimestepSampling, TrainOptions};
 use ddpm_trainer::train::{fit, FitSpec, Outcome, RunDir, INTERRUPTED};
 use ddpm_trainer::{data, TrainError};
@@ -46,6 +46,17 @@ struct FitArgs {
     /// A DDPMScheduler scheduler_config.json [default: the paper's linear schedule, T = 1000].
     #[arg(long)]
     scheduler_config: Option<PathBuf>,
+    /// The scheduler config's `beta_schedule` (squaredcos_cap_v2: the cosine schedule of
+    /// improved DDPM) [default: the preset's or --scheduler-config's].
+    #[arg(long, value_parser = scheduler_name(BetaSchedule::NAMES, BetaSchedule::from_name))]
+    beta_schedule: Option<BetaSchedule>,
+    /// The scheduler config's `variance_type` (learned_range: the model outputs 2C channels,
+    /// trained with --loss hybrid) [default: the preset's or --scheduler-config's].
+    #[arg(long, value_parser = scheduler_name(VarianceType::NAMES, VarianceType::from_name))]
+    variance_type: Option<VarianceType>,
+    /// The scheduler config's `prediction_type` [default: the preset's or --scheduler-config's].
+    #[arg(long, value_parser = scheduler_name(PredictionType::NAMES, PredictionType::from_name))]
+    prediction_type: Option<PredictionType>,
     #[arg(long, allow_hyphen_values = true)]
     steps: Option<u64>,
     #[arg(long, allow_hyphen_values = true)]
@@ -260,6 +271,53 @@ fn check_options(o: &TrainOptions, t_count: usize) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// A clap parser for a scheduler config name (diffusers' spelling, shown in --help).
+fn scheduler_name<T: Clone + Send + Sync + 'static>(
+    names: &'static [&'static str],
+    from_name: fn(&str) -> Option<T>,
+) -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(names).try_map(move |s| from_name(&s).ok_or("not a known name"))
+}
+
+/// `--beta-schedule`, `--variance-type` and `--prediction-type` set those keys of the
+/// scheduler config that the run records; a resumed run must already have the value given
+/// (an absent key counts as DDPMScheduler's default).
+fn scheduler_flags(a: &FitArgs, text: &str, resumed: bool) -> Result<String, TrainError> {
+    let given = [
+        ("beta_schedule", a.beta_schedule.map(|v| v.name())),
+        ("variance_type", a.variance_type.map(|v| v.name())),
+        ("prediction_type", a.prediction_type.map(|v| v.name())),
+    ];
+    if given.iter().all(|(_, v)| v.is_none()) {
+        return Ok(text.to_string());
+    }
+    let own = SchedulerConfig::from_json_str(text, "scheduler config")?;
+    let own_value = |key: &str| match key {
+        "beta_schedule" => own.beta_schedule.unwrap_or(BetaSchedule::Linear).name(),
+        "variance_type" => own.variance_type.unwrap_or(VarianceType::FixedSmall).name(),
+        _ => own.prediction_type.unwrap_or(PredictionType::Epsilon).name(),
+    };
+    let mut json: serde_json::Value = serde_json::from_str(text).map_err(|e| usage(format!("scheduler config: {e}")))?;
+    let map = json.as_object_mut().ok_or_else(|| usage("scheduler config: expected a JSON object"))?;
+    for (key, value) in given {
+        let Some(value) = value else { continue };
+        if resumed && own_value(key) != value {
+            return Err(usage(format!(
+                "--{} {value}: the run in {} was started with {key} {}; a resumed run keeps its schedule",
+                key.replace('_', "-"),
+                a.out.display(),
+                own_value(key)
+            )));
+        }
+        map.insert(key.to_string(), value.into());
+    }
+    if resumed {
+        return Ok(text.to_string());
+    }
+    serde_json::to_string_pretty(&json).map_err(|e| usage(format!("scheduler config: {e}")))
+}
+
 fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     if let Some(m) = a.max_memory {
         ddpm_io::limits::set_memory_limit(m);
@@ -381,6 +439,7 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
     if let Some(v) = a.preview_steps {
         options.preview_steps = v;
     }
+    let scheduler_json = scheduler_flags(&a, &scheduler_json, resumed.is_some())?;
     let sched = SchedulerConfig::from_json_str(&scheduler_json, "scheduler config")?;
     check_options(&options, sched.num_train_timesteps())?;
     if let Some(r) = &resumed {

@@ -466,3 +466,41 @@ fn label_dropout_and_a_fine_tune_from_another_run() {
     bad(&["fit", "--data", d, "--out", o, "--config", t, "--init-from", "/no/such/run"], "/no/such/run");
     assert!(!out.exists());
 }
+
+/// `--beta-schedule`, `--variance-type` and `--prediction-type` are the scheduler config's
+/// keys: a run started with them records them and trains as the same run started from a
+/// `--scheduler-config` file holding them; a resumed run keeps its own, and an unknown
+/// name is exit 2.
+#[test]
+fn schedule_flags_set_the_scheduler_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = write_idx(tmp.path(), 16);
+    let cfg = write_config(tmp.path(), &TINY.replace("\"out_channels\": 1", "\"out_channels\": 2"));
+    let sched = tmp.path().join("scheduler_config.json");
+    std::fs::write(
+        &sched,
+        r#"{"beta_schedule": "squaredcos_cap_v2", "variance_type": "learned_range", "prediction_type": "v_prediction"}"#,
+    )
+    .unwrap();
+    let (d, c) = (idx.to_str().unwrap(), cfg.to_str().unwrap());
+    let (flags, file) = (tmp.path().join("flags"), tmp.path().join("file"));
+    let mut args = run_args(d, flags.to_str().unwrap(), c, "4");
+    args.extend(["--loss", "hybrid", "--beta-schedule", "squaredcos_cap_v2", "--variance-type", "learned_range"]);
+    args.extend(["--prediction-type", "v_prediction"]);
+    ok(&trainer(&args));
+    let mut args2 = run_args(d, file.to_str().unwrap(), c, "4");
+    args2.extend(["--loss", "hybrid", "--scheduler-config", sched.to_str().unwrap()]);
+    ok(&trainer(&args2));
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(flags.join("scheduler/scheduler_config.json")).unwrap()).unwrap();
+    assert_eq!(recorded["beta_schedule"], "squaredcos_cap_v2");
+    assert_eq!(recorded["variance_type"], "learned_range");
+    assert_eq!(recorded["prediction_type"], "v_prediction");
+    same_run(&flags, &file);
+
+    let f = flags.to_str().unwrap();
+    bad(&["fit", "--data", d, "--out", f, "--resume", "--steps", "8", "--variance-type", "fixed_small"], "--variance-type fixed_small");
+    ok(&trainer(&["fit", "--data", d, "--out", f, "--resume", "--steps", "8", "--beta-schedule", "squaredcos_cap_v2"]));
+    let o = tmp.path().join("new").to_str().unwrap().to_string();
+    bad(&["fit", "--data", d, "--out", &o, "--config", c, "--beta-schedule", "cosine"], "cosine");
+}

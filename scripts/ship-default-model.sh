@@ -4,8 +4,10 @@
 # trained with label dropout: the null label, and the recommended guidance scale), and the
 # .onnx exported from exactly those weights (float16 storage, float32 compute), verified
 # against libtorch.
-# Usage: scripts/ship-default-model.sh [RUN] [--guidance-scale S] [--no-clip-sample]
-#        (default RUN: the cache's runs/digits; S: the run's guidance.json, else none;
+# With --name NAME, a second built-in model instead (models/pretrained/NAME/NAME.onnx,
+# `runtime sample --model-name NAME`), e.g. digits-hybrid.
+# Usage: scripts/ship-default-model.sh [RUN] [--name NAME] [--guidance-scale S] [--no-clip-sample]
+#        (default RUN: the cache's runs/digits; NAME: digits; S: the run's guidance.json, else none;
 #        --no-clip-sample ships the run's scheduler config with clip_sample false: with it
 #        true, diffusers' DDIM step clips x_0 but keeps the unclipped epsilon, and guided
 #        chains fall apart, MODEL_CARD.md)
@@ -13,17 +15,18 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cache="${DDPM_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ddpm-rs}"
-run="$cache/runs/digits"; scale=""; clip=keep
+run="$cache/runs/digits"; scale=""; clip=keep; name=digits
 while [ $# -gt 0 ]; do
   case "$1" in
     --guidance-scale) scale=$2; shift ;;
     --no-clip-sample) clip=false ;;
+    --name) name=$2; shift ;;
     -*) echo "unknown argument $1" >&2; exit 2 ;;
     *) run=$1 ;;
   esac
   shift
 done
-dest=models/pretrained/digits
+dest=models/pretrained/$name
 make build >/dev/null
 ./bin/exporter fp16-unet --ckpt "$run/unet" --out "$dest/unet"
 mkdir -p "$dest/scheduler"
@@ -46,5 +49,5 @@ else
   [ -z "$scale" ] || { echo "--guidance-scale $scale: $run has no guidance.json (no null label)" >&2; exit 2; }
   rm -f "$dest/guidance.json"
 fi
-./bin/exporter onnx --ckpt "$dest" --weights-fp16 --out "$dest/digits.onnx"
+./bin/exporter onnx --ckpt "$dest" --weights-fp16 --out "$dest/$name.onnx"
 if [ -f "$run/train_state/LATEST" ]; then echo "step: $(cat "$run/train_state/LATEST")"; fi

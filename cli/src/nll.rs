@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-use ddpm_runtime::likelihood::{variational_bound, BoundModel, BoundOptions, TermKind};
+use ddpm_runtime::likelihood::{variational_bound_resumable, BoundModel, BoundOptions, BoundProgress, TermKind};
 use ddpm_runtime::{Denoiser, OnnxDenoiser};
+use sha2::{Digest, Sha256};
 
 use crate::{bad, pretrained};
 
@@ -47,6 +48,12 @@ pub struct NllArgs {
     /// (RMSE of the predicted x_0, [0, 255] scale); its numbers go to FILE.csv beside it.
     #[arg(long, value_name = "FILE.png")]
     rd: Option<PathBuf>,
+    /// Save the bound's progress to FILE.json as it goes (after a timestep, at most every
+    /// 10 s, and at the end) and continue from it when it exists: a stopped bound picks up
+    /// where it was, with the same result. It belongs to one model, image set, --n, --seed,
+    /// --t-stride and --unconditional; another is exit 2.
+    #[arg(long, value_name = "FILE.json")]
+    checkpoint: Option<PathBuf>,
     /// Intra-op threads [default: physical cores].
     #[arg(long, allow_hyphen_values = true)]
     threads: Option<usize>,
@@ -85,10 +92,12 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
     if let Some(p) = &args.rd {
         check_png_path("--rd", p)?;
     }
-    if let Some(c) = &args.csv {
-        let parent = c.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        if !parent.is_dir() {
-            return Err(bad(format!("--csv {}: the folder {} does not exist", c.display(), parent.display())));
+    for (flag, file) in [("--csv", &args.csv), ("--checkpoint", &args.checkpoint)] {
+        if let Some(c) = file {
+            let parent = c.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            if !parent.is_dir() {
+                return Err(bad(format!("{flag} {}: the folder {} does not exist", c.display(), parent.display())));
+            }
         }
     }
     let mut builder = OnnxDenoiser::builder();
@@ -102,6 +111,12 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
             let name = args.model_name.as_deref().unwrap_or(pretrained::DEFAULT);
             builder.batch_size(args.batch_size).from_memory(pretrained::model(name).map_err(bad)?, &format!("the built-in {name} model"))?
         }
+    };
+    // The model's identity for --checkpoint: the SHA-256 of its bytes.
+    let model_sha256 = match (&args.checkpoint, &args.model) {
+        (None, _) => String::new(),
+        (Some(_), Some(path)) => hex(&Sha256::digest(std::fs::read(path).map_err(|e| bad(format!("{}: {e}", path.display())))?)),
+        (Some(_), None) => hex(&Sha256::digest(pretrained::model(args.model_name.as_deref().unwrap_or(pretrained::DEFAULT)).map_err(bad)?)),
     };
     let name = match &args.model {
         Some(p) => p.display().to_string(),
@@ -181,14 +196,52 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
         }
     };
     let options = BoundOptions { t_stride: args.t_stride, batch_size: args.batch_size, seed: args.seed };
+    let mut saved = match &args.checkpoint {
+        Some(path) => {
+            let identity = Identity {
+                model_sha256,
+                n,
+                data_sha256: data_sha256(images, labels.as_deref()),
+                seed: args.seed,
+                t_stride: args.t_stride,
+                unconditional: args.unconditional,
+            };
+            Some(Checkpoint::open(path, identity)?)
+        }
+        None => None,
+    };
+    let resume = saved.as_ref().and_then(|c| c.progress.clone());
     let bar = crate::evaluations_bar(None);
     let started = std::time::Instant::now();
-    let bound = variational_bound(&mut model, &bound_model, images, n, labels.as_deref(), &options, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
+    let mut last_save = started;
+    let bound = variational_bound_resumable(
+        &mut model,
+        &bound_model,
+        images,
+        n,
+        labels.as_deref(),
+        &options,
+        resume,
+        |progress| match saved.as_mut() {
+            Some(c) if last_save.elapsed().as_secs_f64() >= 10.0 => {
+                c.save(progress, started.elapsed().as_secs_f64())?;
+                last_save = std::time::Instant::now();
+                Ok(())
+            }
+            _ => Ok(()),
+        },
+        |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
+    let mut sittings = None;
+    if let Some(c) = saved.as_mut() {
+        c.save(&bound.progress(), secs)?;
+        sittings = Some((c.sittings, c.seconds_before + secs));
+    }
 
     if let Some(path) = &args.csv {
         let mut text = String::from("term,t,bits_per_dim\n");
@@ -232,8 +285,12 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
             bound_model.schedule.num_train_timesteps()
         );
     }
+    let in_all = match sittings {
+        Some((k, all)) if k > 1 => format!(" ({all:.1} s in all over {k} sittings, --checkpoint)"),
+        _ => String::new(),
+    };
     println!(
-        "{:.1} s, {} model evaluations of {} images in batches of {}",
+        "{:.1} s{in_all}, {} model evaluations of {} images in batches of {}",
         secs,
         (bound.terms.len() - 1) * n.div_ceil(args.batch_size),
         n,
@@ -248,4 +305,104 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
         bound.total(TermKind::Kl)
     );
     Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of the images (f32, little-endian) and the labels the model is conditioned on.
+fn data_sha256(images: &[f32], labels: Option<&[i64]>) -> String {
+    let mut h = Sha256::new();
+    for v in images {
+        h.update(v.to_le_bytes());
+    }
+    for l in labels.unwrap_or_default() {
+        h.update(l.to_le_bytes());
+    }
+    hex(&h.finalize())
+}
+
+const CHECKPOINT_FORMAT: &str = "ddpm-rs nll checkpoint 1";
+
+/// What a `--checkpoint` file is the progress of.
+#[derive(Debug, Clone, PartialEq)]
+struct Identity {
+    model_sha256: String,
+    n: usize,
+    data_sha256: String,
+    seed: u64,
+    t_stride: usize,
+    unconditional: bool,
+}
+
+impl Identity {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "model_sha256": self.model_sha256,
+            "n": self.n,
+            "data_sha256": self.data_sha256,
+            "seed": self.seed,
+            "t_stride": self.t_stride,
+            "unconditional": self.unconditional,
+        })
+    }
+}
+
+/// A `--checkpoint` file: the identity of the bound, the time spent on it in earlier
+/// sittings and its progress.
+struct Checkpoint {
+    path: PathBuf,
+    identity: Identity,
+    seconds_before: f64,
+    /// Sittings so far, this one included.
+    sittings: u64,
+    progress: Option<BoundProgress>,
+}
+
+impl Checkpoint {
+    /// Reads the file when it exists (it must be of this bound), or starts a new one.
+    fn open(path: &std::path::Path, identity: Identity) -> anyhow::Result<Self> {
+        let mut c = Checkpoint { path: path.to_path_buf(), identity, seconds_before: 0.0, sittings: 1, progress: None };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(c),
+            Err(e) => return Err(bad(format!("--checkpoint {}: {e}", path.display()))),
+        };
+        let what = |msg: String| bad(format!("--checkpoint {}: {msg}", path.display()));
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| what(format!("not a checkpoint of runtime nll (invalid JSON: {e})")))?;
+        if v["format"] != CHECKPOINT_FORMAT {
+            return Err(what(format!("format {}, expected \"{CHECKPOINT_FORMAT}\" (a file of runtime nll --checkpoint)", v["format"])));
+        }
+        let want = c.identity.to_json();
+        for key in ["model_sha256", "n", "data_sha256", "seed", "t_stride", "unconditional"] {
+            if v[key] != want[key] {
+                return Err(what(format!(
+                    "saved for {key} {}, this bound has {}; delete the file to start over, or pass another one",
+                    v[key], want[key]
+                )));
+            }
+        }
+        c.seconds_before = v["seconds"]
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .ok_or_else(|| what(format!("seconds {}, expected a number >= 0", v["seconds"])))?;
+        c.sittings = v["sittings"].as_u64().ok_or_else(|| what(format!("sittings {}, expected a count", v["sittings"])))? + 1;
+        let progress: BoundProgress = serde_json::from_value(v["progress"].clone()).map_err(|e| what(format!("progress: {e}")))?;
+        c.progress = Some(progress);
+        Ok(c)
+    }
+
+    /// Writes the progress (atomically), with `seconds` spent in this sitting so far.
+    fn save(&self, progress: &BoundProgress, seconds: f64) -> ddpm_runtime::Result<()> {
+        let mut v = self.identity.to_json();
+        v["format"] = CHECKPOINT_FORMAT.into();
+        v["seconds"] = (self.seconds_before + seconds).into();
+        v["sittings"] = self.sittings.into();
+        v["progress"] = serde_json::to_value(progress).map_err(|e| ddpm_runtime::Error::InvalidArgument(e.to_string()))?;
+        let text = serde_json::to_string(&v).map_err(|e| ddpm_runtime::Error::InvalidArgument(e.to_string()))?;
+        ddpm_io::files::write_atomically(&self.path, |w| w.write_all(text.as_bytes()))
+            .map_err(|e| ddpm_runtime::Error::InvalidArgument(format!("--checkpoint: {e}")))
+    }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use ddpm_runtime::likelihood::{variational_bound, BoundModel, BoundOptions, TermKind};
+use ddpm_runtime::likelihood::{variational_bound, variational_bound_resumable, BoundModel, BoundOptions, TermKind};
 use ddpm_runtime::{GaussianDenoiser, ModelShape, SchedulerConfig};
 
 fn model(name: &str) -> String {
@@ -113,6 +113,85 @@ fn bad_inputs_exit_2_with_one_line() {
     bad(&["--model", &g, "--data", x, "--n", "3"], "holds only 2");
     bad(&["--model", &g, "--data", "/no/such.npy"], "/no/such.npy");
     bad(&["--model", &g, "--data", x, "--plot", "terms.gif"], "--plot terms.gif");
+}
+
+fn nll_value(line: &str) -> f64 {
+    line.strip_prefix("NLL <= ").and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap()
+}
+
+/// `--checkpoint`: a bound continues from saved progress (its saved sums carried over, the
+/// rest evaluated), a complete one is not evaluated again, and a file of another bound or
+/// a corrupt one is exit 2 with one line.
+#[test]
+fn a_checkpointed_bound_continues_from_its_saved_progress() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("x.npy");
+    let n = 5;
+    let x = images(n);
+    ddpm_io::npy::write_npy(&data, &x, &[n, 1, 8, 8]).unwrap();
+    let ckpt = d.path().join("progress.json");
+    let (g, xs, c) = (model("gaussian.onnx"), data.to_str().unwrap(), ckpt.to_str().unwrap());
+    let args = ["--model", &g, "--data", xs, "--t-stride", "100", "--batch-size", "2", "--checkpoint", c];
+    let whole = last_line(&nll(&args));
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ckpt).unwrap()).unwrap();
+    assert_eq!(saved["sittings"], 1);
+    assert_eq!(saved["progress"]["terms"].as_array().unwrap().len(), 1 + 11, "the prior and 11 terms: {saved}");
+
+    // Complete: the same figures again, with no model evaluation (a second sitting).
+    let again = nll(&args);
+    assert_eq!(last_line(&again), whole);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("over 2 sittings"), "{}", String::from_utf8_lossy(&again.stdout));
+
+    // Part-way: the library's progress after 4 terms, each image's sum raised by 0.25
+    // bits/dim; the continued bound is the uninterrupted one plus 0.25, so the saved sums
+    // were carried over and the remaining terms evaluated.
+    let config = SchedulerConfig { clip_sample: Some(false), ..SchedulerConfig::paper() };
+    let bound = BoundModel::from_config(&config).unwrap();
+    let shape = ModelShape { channels: 1, height: 8, width: 8, out_channels: 1, num_classes: None };
+    let mut gauss = GaussianDenoiser { mean: 0.5, std: 0.2, schedule: bound.schedule.clone(), shape };
+    let mut partial = None;
+    let options = BoundOptions { t_stride: 100, batch_size: 2, seed: 0 };
+    let stop = variational_bound_resumable(
+        &mut gauss,
+        &bound,
+        &x,
+        n,
+        None,
+        &options,
+        None,
+        |p| {
+            partial = Some(serde_json::to_value(p).unwrap());
+            if p.terms().len() == 5 {
+                return Err(ddpm_runtime::Error::InvalidArgument("stop".into()));
+            }
+            Ok(())
+        },
+        |_, _| {},
+    );
+    assert!(stop.is_err());
+    let mut partial = partial.unwrap();
+    for v in partial["per_image"].as_array_mut().unwrap() {
+        *v = (f64::from_bits(v.as_u64().unwrap()) + 0.25).to_bits().into();
+    }
+    let mut file = saved.clone();
+    file["progress"] = partial;
+    std::fs::write(&ckpt, serde_json::to_string(&file).unwrap()).unwrap();
+    let continued = nll_value(&last_line(&nll(&args)));
+    assert!((continued - (nll_value(&whole) + 0.25)).abs() < 2e-4, "continued {continued}, uninterrupted {whole}");
+    let done: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ckpt).unwrap()).unwrap();
+    assert_eq!(done["progress"]["terms"].as_array().unwrap().len(), 12);
+
+    // Another bound, a corrupt file.
+    let mut other: Vec<&str> = args.to_vec();
+    other.extend(["--seed", "1"]);
+    bad(&other, "saved for seed 0, this bound has 1");
+    let mut other: Vec<&str> = args.to_vec();
+    other.extend(["--n", "4"]);
+    bad(&other, "saved for n 5, this bound has 4");
+    std::fs::write(&ckpt, "{").unwrap();
+    bad(&args, "not a checkpoint of runtime nll");
+    std::fs::write(&ckpt, serde_json::to_string(&saved).unwrap().replace("\"kl\"", "\"kk\"")).unwrap();
+    bad(&args, "expected prior, kl or decoder");
 }
 
 /// 28x28 digits as an IDX pair (images and the labels file beside them) in `dir`.

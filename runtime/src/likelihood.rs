@@ -243,6 +243,10 @@ impl Bound {
     pub fn total(&self, kind: TermKind) -> f64 {
         self.terms.iter().filter(|t| t.kind == kind).map(|t| t.bits_per_dim).sum()
     }
+    /// The bound as saved progress (complete: continuing from it evaluates nothing).
+    pub fn progress(&self) -> BoundProgress {
+        BoundProgress { per_image: self.per_image.clone(), terms: self.terms.clone() }
+    }
     /// Whether this is a strided estimate rather than the exact bound.
     pub fn is_estimate(&self) -> bool {
         self.t_stride > 1
@@ -301,6 +305,87 @@ pub fn variational_bound<D: Denoiser>(
     n: usize,
     labels: Option<&[i64]>,
     options: &BoundOptions,
+    progress: impl FnMut(usize, usize),
+) -> Result<Bound> {
+    variational_bound_resumable(model, bound, images, n, labels, options, None, |_| Ok(()), progress)
+}
+
+/// A bound part-way through: the terms evaluated so far (the prior first, then t = T-1
+/// down) and each image's running sum. [`variational_bound_resumable`] hands one to its
+/// `checkpoint` callback after each timestep and continues from one. Serialized, each value
+/// is kept as its bit pattern, so that a bound continued from a saved one equals an
+/// uninterrupted one exactly.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "ProgressRepr", try_from = "ProgressRepr")]
+pub struct BoundProgress {
+    per_image: Vec<f64>,
+    terms: Vec<Term>,
+}
+
+impl BoundProgress {
+    /// The terms evaluated so far, the prior included.
+    pub fn terms(&self) -> &[Term] {
+        &self.terms
+    }
+    /// The number of images.
+    pub fn images(&self) -> usize {
+        self.per_image.len()
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProgressRepr {
+    /// f64::to_bits of each image's running sum.
+    per_image: Vec<u64>,
+    /// (term, t, f64::to_bits of bits_per_dim, f64::to_bits of distortion).
+    terms: Vec<(String, i64, u64, u64)>,
+}
+
+impl From<BoundProgress> for ProgressRepr {
+    fn from(p: BoundProgress) -> Self {
+        ProgressRepr {
+            per_image: p.per_image.iter().map(|v| v.to_bits()).collect(),
+            terms: p.terms.iter().map(|t| (t.kind.name().to_string(), t.t, t.bits_per_dim.to_bits(), t.distortion.to_bits())).collect(),
+        }
+    }
+}
+
+impl TryFrom<ProgressRepr> for BoundProgress {
+    type Error = String;
+    fn try_from(r: ProgressRepr) -> std::result::Result<Self, String> {
+        let terms = r
+            .terms
+            .into_iter()
+            .map(|(kind, t, bits, distortion)| {
+                let kind = match kind.as_str() {
+                    "prior" => TermKind::Prior,
+                    "kl" => TermKind::Kl,
+                    "decoder" => TermKind::Decoder,
+                    other => return Err(format!("term {other:?}: expected prior, kl or decoder")),
+                };
+                Ok(Term { kind, t, bits_per_dim: f64::from_bits(bits), distortion: f64::from_bits(distortion) })
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(BoundProgress { per_image: r.per_image.into_iter().map(f64::from_bits).collect(), terms })
+    }
+}
+
+/// [`variational_bound`], continued from `resume` (saved progress of the same bound: the same
+/// model, images, labels, seed and stride; the batch size may differ) when given, with
+/// `checkpoint` called after each timestep with the progress so far (an error from it stops
+/// the bound and is returned). Progress that does not fit these images and this model's
+/// timesteps is an error.
+#[allow(clippy::too_many_arguments)]
+pub fn variational_bound_resumable<D: Denoiser>(
+    model: &mut D,
+    bound: &BoundModel,
+    images: &[f32],
+    n: usize,
+    labels: Option<&[i64]>,
+    options: &BoundOptions,
+    resume: Option<BoundProgress>,
+    mut checkpoint: impl FnMut(&BoundProgress) -> Result<()>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Bound> {
     let shape = model.shape();
@@ -345,14 +430,23 @@ pub fn variational_bound<D: Denoiser>(
         crate::limits::bytes_of(&[options.batch_size.min(n), per.max(shape.out_channels * shape.pixels())], 4 * 4),
     )?;
 
-    let mut per_image = vec![0.0; n];
-    let mut terms: Vec<Term> = Vec::with_capacity(plan.len() + 1);
-    let prior: Vec<f64> = (0..n).map(|i| bound.prior_bits_per_dim(&images[i * per..(i + 1) * per])).collect();
-    terms.push(Term { kind: TermKind::Prior, t: t_count as i64, bits_per_dim: prior.iter().sum::<f64>() / n as f64, distortion: 0.0 });
-    per_image.iter_mut().zip(&prior).for_each(|(p, v)| *p += v);
-    let mut done = 0;
+    let mut state = match resume {
+        Some(p) => {
+            check_progress(&p, n, t_count, &plan)?;
+            p
+        }
+        None => {
+            let per_image: Vec<f64> = (0..n).map(|i| bound.prior_bits_per_dim(&images[i * per..(i + 1) * per])).collect();
+            let prior =
+                Term { kind: TermKind::Prior, t: t_count as i64, bits_per_dim: per_image.iter().sum::<f64>() / n as f64, distortion: 0.0 };
+            BoundProgress { per_image, terms: vec![prior] }
+        }
+    };
+    let first = state.terms.len() - 1;
+    let mut done = first * batches;
+    progress(done, total);
     let out_len = shape.out_channels * shape.pixels();
-    for &(t, weight) in &plan {
+    for &(t, weight) in &plan[first..] {
         let (mut term_sum, mut sq_err) = (0.0, 0.0);
         let ab = bound.schedule.alpha_bar(t);
         for start in (0..n).step_by(options.batch_size) {
@@ -377,7 +471,7 @@ pub fn variational_bound<D: Denoiser>(
                 let (xi, xti, oi) = (&x0[i * per..(i + 1) * per], &xt[i * per..(i + 1) * per], &out[i * out_len..(i + 1) * out_len]);
                 let pred_x0 = bound.predicted_x0(t, xti, &oi[..per]);
                 let term = bound.term_from_pred_x0(t, xi, xti, &pred_x0, learned.then(|| &oi[per..2 * per])) * weight as f64;
-                per_image[start + i] += term;
+                state.per_image[start + i] += term;
                 term_sum += term;
                 sq_err += xi.iter().zip(&pred_x0).map(|(&x, &p)| (x as f64 - p) * (x as f64 - p)).sum::<f64>();
             }
@@ -387,9 +481,35 @@ pub fn variational_bound<D: Denoiser>(
         let kind = if t == 0 { TermKind::Decoder } else { TermKind::Kl };
         // [-1, 1] -> [0, 255]: a difference scales by 127.5.
         let distortion = (sq_err / (n * per) as f64).sqrt() * 127.5;
-        terms.push(Term { kind, t, bits_per_dim: term_sum / n as f64, distortion });
+        state.terms.push(Term { kind, t, bits_per_dim: term_sum / n as f64, distortion });
+        checkpoint(&state)?;
     }
-    Ok(Bound { per_image, terms, t_stride: options.t_stride })
+    Ok(Bound { per_image: state.per_image, terms: state.terms, t_stride: options.t_stride })
+}
+
+/// Whether saved progress is part of a bound of `n` images over `plan`.
+fn check_progress(p: &BoundProgress, n: usize, t_count: usize, plan: &[(i64, usize)]) -> Result<()> {
+    let mismatch = |what: String| Err(Error::InvalidArgument(format!("the saved progress is not of this bound: {what}")));
+    if p.per_image.len() != n {
+        return mismatch(format!("it holds {} images, this bound {n}", p.per_image.len()));
+    }
+    if p.per_image.iter().any(|v| !v.is_finite()) {
+        return mismatch("it holds non-finite values".into());
+    }
+    match p.terms.first() {
+        Some(t) if t.kind == TermKind::Prior && t.t == t_count as i64 => {}
+        _ => return mismatch(format!("it does not start with the prior at t = {t_count}")),
+    }
+    if p.terms.len() > plan.len() + 1 {
+        return mismatch(format!("it holds {} terms, this bound has {}", p.terms.len(), plan.len() + 1));
+    }
+    for (term, &(t, _)) in p.terms[1..].iter().zip(plan) {
+        let kind = if t == 0 { TermKind::Decoder } else { TermKind::Kl };
+        if term.t != t || term.kind != kind || !term.bits_per_dim.is_finite() {
+            return mismatch(format!("its term at t = {} is not this bound's next term (t = {t})", term.t));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -468,6 +588,81 @@ mod tests {
         }
         let ours = b.total(TermKind::Kl);
         assert!((ours - closed_total).abs() <= 0.01 * closed_total, "sum of KL terms {ours} vs the closed form's {closed_total}");
+    }
+
+    /// A bound stopped part-way (its checkpoint callback fails, as a killed process would
+    /// stop) and continued from the saved progress, through its serialized form, equals the
+    /// uninterrupted bound bit for bit, at another batch size too; progress of another bound
+    /// is refused.
+    #[test]
+    fn a_bound_continued_from_saved_progress_equals_an_uninterrupted_one() {
+        let config = SchedulerConfig { num_train_timesteps: Some(40), clip_sample: Some(false), ..SchedulerConfig::paper() };
+        let bound = BoundModel::from_config(&config).unwrap();
+        let shape = ModelShape { channels: 1, height: 4, width: 4, out_channels: 1, num_classes: None };
+        let mut model = GaussianDenoiser { mean: 0.1, std: 0.4, schedule: bound.schedule.clone(), shape };
+        let n = 5;
+        let images: Vec<f32> = (0..n * 16).map(|i| ((i * 37 % 255) as f32 / 127.5 - 1.0).clamp(-1.0, 1.0)).collect();
+        let options = BoundOptions { t_stride: 3, batch_size: 2, seed: 7 };
+        let whole = variational_bound(&mut model, &bound, &images, n, None, &options, |_, _| {}).unwrap();
+
+        let mut saved = None;
+        let mut calls = 0;
+        let stopped = variational_bound_resumable(
+            &mut model,
+            &bound,
+            &images,
+            n,
+            None,
+            &options,
+            None,
+            |p| {
+                calls += 1;
+                saved = Some(serde_json::to_string(p).unwrap());
+                if calls == 6 {
+                    return Err(Error::InvalidArgument("killed".into()));
+                }
+                Ok(())
+            },
+            |_, _| {},
+        );
+        assert!(stopped.is_err());
+        let progress: BoundProgress = serde_json::from_str(saved.as_deref().unwrap()).unwrap();
+        assert_eq!(progress.terms().len(), 7, "the prior and 6 terms");
+        let other_batch = BoundOptions { batch_size: 3, ..options.clone() };
+        let mut evaluations = Vec::new();
+        let resumed = variational_bound_resumable(
+            &mut model,
+            &bound,
+            &images,
+            n,
+            None,
+            &other_batch,
+            Some(progress.clone()),
+            |_| Ok(()),
+            |d, _| evaluations.push(d),
+        )
+        .unwrap();
+        assert_eq!(resumed, whole);
+        // Two batches of 3 a term: the 6 saved terms are not evaluated again.
+        assert_eq!(evaluations.first(), Some(&12));
+        assert_eq!(evaluations.len() - 1, (whole.terms.len() - 7) * 2);
+
+        // Progress of another bound: other images count, other stride.
+        let err = variational_bound_resumable(
+            &mut model,
+            &bound,
+            &images[..4 * 16],
+            4,
+            None,
+            &options,
+            Some(progress.clone()),
+            |_| Ok(()),
+            |_, _| {},
+        );
+        assert!(matches!(err, Err(Error::InvalidArgument(m)) if m.contains("5 images")));
+        let strided = BoundOptions { t_stride: 1, ..options };
+        let err = variational_bound_resumable(&mut model, &bound, &images, n, None, &strided, Some(progress), |_| Ok(()), |_, _| {});
+        assert!(matches!(err, Err(Error::InvalidArgument(m)) if m.contains("next term")));
     }
 
     #[test]

@@ -310,7 +310,11 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     let out = OutputKind::from_path(&args.out)?;
     out.check_writable()?;
     if let Some(t) = &args.trajectory {
-        OutputKind::from_path(&t.to_string_lossy())?.check_writable()?;
+        // A PNG grid, found wrong now rather than after the chain.
+        if t.is_dir() || !t.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+            return Err(bad(format!("--trajectory {}: expected a FILE.png", t.display())));
+        }
+        OutputKind::PngGrid(t.clone()).check_writable()?;
     }
     if let Some(server) = &args.server {
         return remote::sample(&args, server, &out, started);

@@ -63,6 +63,9 @@ pub struct NllArgs {
 }
 
 fn check_png_path(flag: &str, p: &std::path::Path) -> anyhow::Result<()> {
+    if p.is_dir() {
+        return Err(bad(format!("{flag} {}: is a folder, expected a FILE.png", p.display())));
+    }
     if !p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
         return Err(bad(format!("{flag} {}: expected a FILE.png", p.display())));
     }
@@ -94,6 +97,10 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
     }
     for (flag, file) in [("--csv", &args.csv), ("--checkpoint", &args.checkpoint)] {
         if let Some(c) = file {
+            // Found now, not after hours of model evaluations.
+            if c.is_dir() {
+                return Err(bad(format!("{flag} {}: is a folder, expected a file", c.display())));
+            }
             let parent = c.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
             if !parent.is_dir() {
                 return Err(bad(format!("{flag} {}: the folder {} does not exist", c.display(), parent.display())));

@@ -113,6 +113,11 @@ fn bad_inputs_exit_2_with_one_line() {
     bad(&["--model", &g, "--data", x, "--n", "3"], "holds only 2");
     bad(&["--model", &g, "--data", "/no/such.npy"], "/no/such.npy");
     bad(&["--model", &g, "--data", x, "--plot", "terms.gif"], "--plot terms.gif");
+    // An output path that is a folder is refused before any model evaluation.
+    let folder = d.path().to_str().unwrap();
+    for flag in ["--csv", "--checkpoint", "--plot", "--rd"] {
+        bad(&["--model", &g, "--data", x, flag, folder], "is a folder");
+    }
 }
 
 fn nll_value(line: &str) -> f64 {

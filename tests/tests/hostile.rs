@@ -515,6 +515,9 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
     ] {
         with_model(&good, &extra, needle);
     }
+    // A trajectory path that is a folder: refused before the chain, not after it.
+    let folder = s(dir);
+    with_model(&good, &["--trajectory", &folder], "--trajectory");
     // Outputs that cannot be written.
     for (o, needle) in [("samples.txt", "samples.txt"), ("no/such/dir/s.png", "no/such/dir")] {
         let o = s(&dir.join(o));

@@ -123,6 +123,15 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         if data.iter().any(|v| !v.is_finite()) {
             return Err(bad(format!("{}: contains NaN or infinite values", path.display())));
         }
+        // An unclipped sampler overshoots [-1, 1] a little; a value beyond ±2 is another
+        // scale ([0, 255] pixels), which would give a meaningless FID.
+        let (lo, hi) = data.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        if lo < -2.0 || hi > 2.0 {
+            return Err(bad(format!(
+                "{}: values from {lo} to {hi}, expected images on the [-1, 1] scale (pixel / 127.5 - 1)",
+                path.display()
+            )));
+        }
         let mut n = shape[0];
         if let Some(limit) = args.n {
             if limit > n {
@@ -176,7 +185,7 @@ struct SampleArgs {
     /// Inference steps [default: ddpm the full chain, ddim 50, dpm-solver++ 20].
     #[arg(long, allow_hyphen_values = true)]
     steps: Option<usize>,
-    /// DDIM's eta: 0 deterministic, 1 DDPM-like.
+    /// DDIM's eta, in [0, 1]: 0 deterministic, 1 DDPM-like.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     eta: f64,
     /// [default: the model's scheduler config, else the sampler's diffusers default]
@@ -296,8 +305,11 @@ fn sample(args: SampleArgs) -> anyhow::Result<()> {
     if args.n == Some(0) {
         return Err(bad("--n 0: expected at least 1 sample"));
     }
-    if !args.eta.is_finite() || args.eta < 0.0 {
-        return Err(bad(format!("--eta {}: expected a finite number >= 0", args.eta)));
+    if !(args.eta.is_finite() && (0.0..=1.0).contains(&args.eta)) {
+        return Err(bad(format!(
+            "--eta {}: expected a number in [0, 1] (0: deterministic DDIM, 1: DDPM's variance; above 1 the DDIM step can be NaN)",
+            args.eta
+        )));
     }
     if args.concurrency == 0 {
         return Err(bad("--concurrency 0: expected at least 1 batch in flight"));

@@ -151,6 +151,9 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
         )));
     }
     let mut n = set.shape[0];
+    if n == 0 {
+        return Err(bad(format!("{}: holds no images, expected at least 1", args.data.display())));
+    }
     if let Some(limit) = args.n {
         if limit > n {
             return Err(bad(format!("--n {limit}: {} holds only {n} images", args.data.display())));

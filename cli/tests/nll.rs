@@ -112,6 +112,9 @@ fn bad_inputs_exit_2_with_one_line() {
     bad(&["--model", &model("gaussian_classes.onnx"), "--data", x], "no labels");
     bad(&["--model", &g, "--data", x, "--n", "3"], "holds only 2");
     bad(&["--model", &g, "--data", "/no/such.npy"], "/no/such.npy");
+    let empty = d.path().join("empty.npy");
+    ddpm_io::npy::write_npy(&empty, &[], &[0, 1, 8, 8]).unwrap();
+    bad(&["--model", &g, "--data", empty.to_str().unwrap()], "empty.npy: holds no images");
     bad(&["--model", &g, "--data", x, "--plot", "terms.gif"], "--plot terms.gif");
     // An output path that is a folder is refused before any model evaluation.
     let folder = d.path().to_str().unwrap();

@@ -43,6 +43,14 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<(Vec<f32>, Vec<usize>)> {
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(|e| Error::bad_file(path, format!("not a .npy file: {e}")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&s| usize::try_from(s).unwrap_or(usize::MAX)).collect();
+    // The dtype first: a file of another dtype is named as such, whatever its size.
+    if npy.order() != npyz::Order::C {
+        return Err(Error::bad_file(path, "Fortran-ordered array, expected C order"));
+    }
+    let is_f32 = matches!(npy.dtype(), npyz::DType::Plain(ts) if ts.type_char() == npyz::TypeChar::Float && ts.size_field() == 4);
+    if !is_f32 {
+        return Err(Error::bad_file(path, format!("dtype {}, expected float32", npy.dtype().descr())));
+    }
     // The header's shape must fit in the file before anything is allocated for it.
     let bytes = crate::limits::bytes_of(&shape, 4);
     if bytes > file_len as u128 {
@@ -50,13 +58,6 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<(Vec<f32>, Vec<usize>)> {
             path,
             format!("the header declares shape {shape:?} ({bytes} bytes of float32), but the file holds only {file_len} bytes"),
         ));
-    }
-    if npy.order() != npyz::Order::C {
-        return Err(Error::bad_file(path, "Fortran-ordered array, expected C order"));
-    }
-    let is_f32 = matches!(npy.dtype(), npyz::DType::Plain(ts) if ts.type_char() == npyz::TypeChar::Float && ts.size_field() == 4);
-    if !is_f32 {
-        return Err(Error::bad_file(path, format!("dtype {}, expected float32", npy.dtype().descr())));
     }
     let data: Vec<f32> = npy.into_vec().map_err(|e| Error::bad_file(path, format!("truncated or corrupt data: {e}")))?;
     Ok((data, shape))
@@ -75,5 +76,25 @@ mod tests {
         let (back, shape) = read_npy(&p).unwrap();
         assert_eq!(back, data);
         assert_eq!(shape, vec![2, 3, 2, 2]);
+    }
+
+    /// An int8 or float64 array is named by its dtype, whether its data is smaller than
+    /// float32's (int8) or larger (float64).
+    #[test]
+    fn another_dtype_is_named_whatever_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        for (descr, item) in [("|i1", 1usize), ("<f8", 8)] {
+            let p = dir.path().join("x.npy");
+            let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (2, 8), }}");
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            let pad = 64 - (10 + header.len() + 1) % 64;
+            let header = format!("{header}{}\n", " ".repeat(pad));
+            bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(header.as_bytes());
+            bytes.resize(bytes.len() + 16 * item, 0);
+            std::fs::write(&p, bytes).unwrap();
+            let err = read_npy(&p).unwrap_err().to_string();
+            assert!(err.contains(&format!("dtype '{descr}', expected float32")), "{descr}: {err}");
+        }
     }
 }

@@ -501,6 +501,7 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
         (vec!["--eta", "NaN"], "--eta"),
         (vec!["--eta", "inf"], "--eta"),
         (vec!["--eta", "-1"], "eta"),
+        (vec!["--eta", "2"], "--eta 2: expected a number in [0, 1]"),
         (vec!["--seed", "-1"], "--seed"),
         (vec!["--class-label", "1"], "not class-conditional"),
         (vec!["--sampler", "euler"], "euler"),
@@ -585,6 +586,8 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
     let a = set("a.npy", (0..4 * 64).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect(), &[4, 1, 8, 8]);
     let b = set("b.npy", (0..4 * 64).map(|i| (i % 13) as f32 / 13.0 - 0.5).collect(), &[4, 1, 8, 8]);
     let one = set("one.npy", vec![0.0; 64], &[1, 1, 8, 8]);
+    // [0, 255] pixels where [-1, 1] is expected.
+    let pixels = set("pixels.npy", (0..4 * 64).map(|i| (i % 256) as f32).collect(), &[4, 1, 8, 8]);
     let nan_set = set("nan_set.npy", vec![f32::NAN; 4 * 64], &[4, 1, 8, 8]);
     let big_set = set("big.npy", vec![0.1; 2 * 224 * 224], &[2, 1, 224, 224]);
     let big_set2 = set("big2.npy", (0..2 * 224 * 224).map(|i| (i % 5) as f32 / 5.0).collect(), &[2, 1, 224, 224]);
@@ -645,6 +648,7 @@ fn runtime_sample_and_eval_hold_the_contract_against_hostile_input() {
         (vec!["--samples", &liar, "--real", &a], "liar.npy"),
         (vec!["--samples", "/dev/zero", "--real", &a], "/dev/zero"),
         (vec!["--samples", &s(&dir.join("nothing.npy")), "--real", &a], "nothing.npy"),
+        (vec!["--samples", &a, "--real", &pixels, "--extractor", &nan_features], "pixels.npy: values from 0 to 255"),
     ] {
         cases.push(ev(&extra, needle));
     }

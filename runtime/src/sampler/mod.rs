@@ -289,12 +289,36 @@ pub fn build(config: &SchedulerConfig, options: &SamplerOptions) -> Result<Box<d
         config.timestep_spacing = Some(spacing);
     }
     let steps = options.steps.unwrap_or_else(|| options.kind.default_steps(config.num_train_timesteps()));
-    if !(options.eta.is_finite() && options.eta >= 0.0) {
-        return Err(Error::InvalidArgument(format!("eta: found {}, expected a number >= 0", options.eta)));
+    // Above 1, DDIM's sigma_t^2 can exceed 1 - alpha_bar_prev and the direction term's square
+    // root is NaN (diffusers returns NaN samples there); within [0, 1] it never does.
+    if !(options.eta.is_finite() && (0.0..=1.0).contains(&options.eta)) {
+        return Err(Error::InvalidArgument(format!(
+            "eta: found {}, expected a number in [0, 1] (0: deterministic DDIM, 1: DDPM's variance)",
+            options.eta
+        )));
     }
     Ok(match options.kind {
         SamplerKind::Ddpm => Box::new(Ddpm::new(&DdpmParams::from_config(&config)?, steps)?),
         SamplerKind::Ddim => Box::new(Ddim::new(&DdimParams::from_config(&config)?, steps, options.eta)?),
         SamplerKind::DpmSolverPP => Box::new(DpmSolverPP::new(&DpmSolverParams::from_config(&config)?, steps)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// eta in [0, 1] builds a DDIM sampler; above 1 (where DDIM's direction term can be the
+    /// square root of a negative number), below 0 or NaN is refused naming eta.
+    #[test]
+    fn eta_outside_0_to_1_is_refused() {
+        let config = SchedulerConfig::paper();
+        for eta in [0.0, 0.5, 1.0] {
+            assert!(build(&config, &SamplerOptions { eta, ..Default::default() }).is_ok(), "eta {eta}");
+        }
+        for eta in [1.5, -0.1, f64::NAN] {
+            let err = build(&config, &SamplerOptions { eta, ..Default::default() }).err().expect("refused").to_string();
+            assert!(err.contains("eta") && err.contains("[0, 1]"), "eta {eta}: {err}");
+        }
+    }
 }

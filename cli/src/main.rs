@@ -504,12 +504,25 @@ fn finish(
 }
 
 fn merge(args: MergeArgs) -> anyhow::Result<()> {
+    // Writing over a shard would replace an input with the merged set.
+    if let Ok(out) = std::fs::canonicalize(&args.out) {
+        if let Some(shard) = args.shards.iter().find(|p| std::fs::canonicalize(p).is_ok_and(|p| p == out)) {
+            return Err(bad(format!(
+                "--out {}: is also the shard {}; the merge would replace it, write to another file",
+                args.out,
+                shard.display()
+            )));
+        }
+    }
     let mut data = Vec::new();
     let mut dims: Option<Vec<usize>> = None;
     for path in &args.shards {
         let (d, s) = read_npy(path)?;
         if s.len() != 4 {
             return Err(bad(format!("{}: shape {s:?}, expected [N, C, H, W] (a sample set)", path.display())));
+        }
+        if d.iter().any(|v| !v.is_finite()) {
+            return Err(bad(format!("{}: contains NaN or infinite values, expected a sample set", path.display())));
         }
         match &mut dims {
             None => dims = Some(s),
@@ -541,7 +554,8 @@ fn merge(args: MergeArgs) -> anyhow::Result<()> {
         (_, Some(_)) => return Err(bad(format!("--cols: only for a FILE.png grid, not --out {}", args.out))),
         (out, None) => out.write(&data, shape, 0)?,
     }
-    println!("wrote {} samples from {} shards to {}", dims[0], args.shards.len(), args.out);
+    let k = args.shards.len();
+    println!("wrote {} samples from {k} shard{} to {}", dims[0], if k == 1 { "" } else { "s" }, args.out);
     Ok(())
 }
 

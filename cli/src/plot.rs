@@ -45,6 +45,16 @@ pub fn plot(args: PlotArgs) -> anyhow::Result<()> {
     let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
     let header: Vec<String> =
         reader.headers().map_err(|e| bad(format!("{file}: not a CSV file ({e})")))?.iter().map(str::to_string).collect();
+    if header.iter().all(String::is_empty) {
+        return Err(bad(format!("{file}: no header row, expected column names (e.g. step,loss)")));
+    }
+    // A name given twice would make --x or --y ambiguous.
+    if let Some((i, name)) = header.iter().enumerate().find(|(i, h)| header[..*i].contains(h)) {
+        return Err(bad(format!(
+            "{file}: column `{name}` appears twice in the header (again as column {}), expected distinct names",
+            i + 1
+        )));
+    }
     let column = |name: &str| {
         header
             .iter()

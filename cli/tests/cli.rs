@@ -503,6 +503,23 @@ fn shards_drawn_apart_and_merged_are_the_bytes_of_one_run() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("other.npy"));
     assert!(!Path::new(&merged).exists());
+    // A shard with NaN in it, and --out naming one of the shards (it would be replaced by
+    // the merged set): exit 2, one line, and the shard is left as it was.
+    let nan = p(d.path(), "nan.npy");
+    write_npy(&nan, &[f32::NAN; 4], &[1, 1, 2, 2]).unwrap();
+    let shard = p(d.path(), "ddim-2.npy");
+    let before = std::fs::read(&shard).unwrap();
+    for (args, needle) in [
+        (vec!["--out", merged.as_str(), other.as_str(), nan.as_str()], "nan.npy: contains NaN"),
+        (vec!["--out", shard.as_str(), p(d.path(), "ddim-0.npy").as_str(), shard.as_str()], "is also the shard"),
+    ] {
+        let out = runtime_cmd("merge", &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle) && stderr.lines().count() == 1, "{args:?}: {stderr}");
+    }
+    assert_eq!(std::fs::read(&shard).unwrap(), before);
+    assert!(!Path::new(&merged).exists());
 }
 
 #[test]
@@ -538,6 +555,8 @@ fn plot_draws_one_panel_per_y_and_refuses_bad_tables() {
     bad_plot("scale,fid\n1,-1e308\n2,1e308\n", &["--x", "scale", "--y", "fid"], "span more than");
     bad_plot(good, &["--x", "scale", "--y", "fid", "--title", "a", "--title", "b"], "one per panel");
     bad_plot(good, &["--x", "scale", "--y", "fid", "--filter", "scale"], "COLUMN=VALUE");
+    bad_plot("scale,fid,fid\n1,58.9,3\n", &["--x", "scale", "--y", "fid"], "column `fid` appears twice");
+    bad_plot("", &["--x", "scale", "--y", "fid"], "no header row");
     std::fs::remove_file(&csv).unwrap();
     let out = runtime_cmd("plot", &["--csv", &csv, "--x", "scale", "--y", "fid", "--out", &png]);
     assert_eq!(out.status.code(), Some(2));

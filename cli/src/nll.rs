@@ -122,8 +122,10 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
     // The model's identity for --checkpoint: the SHA-256 of its bytes.
     let model_sha256 = match (&args.checkpoint, &args.model) {
         (None, _) => String::new(),
-        (Some(_), Some(path)) => hex(&Sha256::digest(std::fs::read(path).map_err(|e| bad(format!("{}: {e}", path.display())))?)),
-        (Some(_), None) => hex(&Sha256::digest(pretrained::model(args.model_name.as_deref().unwrap_or(pretrained::DEFAULT)).map_err(bad)?)),
+        (Some(_), Some(path)) => format!("{:x}", Sha256::digest(std::fs::read(path).map_err(|e| bad(format!("{}: {e}", path.display())))?)),
+        (Some(_), None) => {
+            format!("{:x}", Sha256::digest(pretrained::model(args.model_name.as_deref().unwrap_or(pretrained::DEFAULT)).map_err(bad)?))
+        }
     };
     let name = match &args.model {
         Some(p) => p.display().to_string(),
@@ -317,10 +319,6 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The SHA-256 of the images (f32, little-endian) and the labels the model is conditioned on.
 fn data_sha256(images: &[f32], labels: Option<&[i64]>) -> String {
     let mut h = Sha256::new();
@@ -330,7 +328,7 @@ fn data_sha256(images: &[f32], labels: Option<&[i64]>) -> String {
     for l in labels.unwrap_or_default() {
         h.update(l.to_le_bytes());
     }
-    hex(&h.finalize())
+    format!("{:x}", h.finalize())
 }
 
 const CHECKPOINT_FORMAT: &str = "ddpm-rs nll checkpoint 1";

@@ -4,10 +4,6 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A key for a model's bytes, the library that optimizes it and the CPU it optimizes for
 /// (ONNX Runtime's blocked layouts depend on the vector width): a cache file name.
 pub(super) fn content_key(bytes: &[u8], library: Option<&Path>) -> String {
@@ -16,7 +12,7 @@ pub(super) fn content_key(bytes: &[u8], library: Option<&Path>) -> String {
     h.update(library.map(|l| l.display().to_string()).unwrap_or_default().as_bytes());
     h.update(crate::sys::cpu_model().as_bytes());
     h.update(crate::sys::CpuFeatures::get().present().join(",").as_bytes());
-    format!("{}-{}", &hex(&h.finalize())[..24], bytes.len())
+    format!("{}-{}", &format!("{:x}", h.finalize())[..24], bytes.len())
 }
 
 /// The checksum of a cached model (what this runtime wrote there), in a sibling folder:
@@ -31,7 +27,7 @@ fn checksum_path(file: &Path) -> PathBuf {
 /// Records the checksum of a cached model just written (under a temporary name, renamed).
 pub(super) fn record_checksum(file: &Path) -> std::io::Result<()> {
     let bytes = std::fs::read(file)?;
-    let sum = hex(&Sha256::digest(&bytes));
+    let sum = format!("{:x}", Sha256::digest(&bytes));
     let sidecar = checksum_path(file);
     if let Some(parent) = sidecar.parent() {
         std::fs::create_dir_all(parent)?;
@@ -46,7 +42,7 @@ pub(super) fn read_verified(file: &Path) -> Result<Vec<u8>, String> {
     let bytes = ddpm_io::files::read_regular_file(file, 2 << 30, "cached model").map_err(|e| e.to_string())?;
     let want = ddpm_io::files::read_regular_text(&checksum_path(file), 1024, "checksum")
         .map_err(|_| "no readable checksum file beside it".to_string())?;
-    let got = hex(&Sha256::digest(&bytes));
+    let got = format!("{:x}", Sha256::digest(&bytes));
     if want.trim() != got {
         return Err(format!("its checksum {got} is not the {} recorded when it was written", want.trim()));
     }

@@ -44,8 +44,9 @@ pub struct NllArgs {
     /// The terms against t (log scale).
     #[arg(long, value_name = "FILE.png")]
     plot: Option<PathBuf>,
-    /// The rate-distortion curve: rate (bits/dim, from the prior down) against distortion
-    /// (RMSE of the predicted x_0, [0, 255] scale); its numbers go to FILE.csv beside it.
+    /// The rate-distortion curve: distortion (RMSE of the x_0 predicted from x_t, [0, 255]
+    /// scale) against rate (the bits/dim of holding x_t: the prior and the KL terms above t);
+    /// its numbers go to FILE.csv beside it.
     #[arg(long, value_name = "FILE.png")]
     rd: Option<PathBuf>,
     /// Save the bound's progress to FILE.json as it goes (after a timestep, at most every
@@ -223,6 +224,7 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
         None => None,
     };
     let resume = saved.as_ref().and_then(|c| c.progress.clone());
+    let terms_saved = resume.as_ref().map(|p| p.terms().len());
     let bar = crate::evaluations_bar(None);
     let started = std::time::Instant::now();
     let mut last_save = started;
@@ -251,8 +253,13 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     let mut sittings = None;
     if let Some(c) = saved.as_mut() {
-        c.save(&bound.progress(), secs)?;
-        sittings = Some((c.sittings, c.seconds_before + secs));
+        if terms_saved == Some(bound.terms.len()) {
+            // Complete already: the figures are read back, and the file stays as it was.
+            sittings = Some((c.sittings - 1, c.seconds_before));
+        } else {
+            c.save(&bound.progress(), secs)?;
+            sittings = Some((c.sittings, c.seconds_before + secs));
+        }
     }
 
     if let Some(path) = &args.csv {
@@ -275,7 +282,7 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
             text.push_str(&format!("{},{},{}\n", p.t, p.rate, p.distortion));
         }
         ddpm_io::files::write_atomically(path.with_extension("csv"), |w| w.write_all(text.as_bytes()))?;
-        let points = rd.iter().skip(1).map(|p| (p.rate, p.distortion)).collect();
+        let points = rd.iter().map(|p| (p.rate, p.distortion)).collect();
         let title = format!("rate-distortion ({n} images)");
         let panel = ddpm_io::plot::Panel::new(title, "rate (bits/dim)", "distortion (RMSE, [0, 255])").line("", points, (200, 0, 0), 2);
         ddpm_io::plot::line_chart(path, &[panel])?;
@@ -297,9 +304,13 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
             bound_model.schedule.num_train_timesteps()
         );
     }
-    let in_all = match sittings {
-        Some((k, all)) if k > 1 => format!(" ({all:.1} s in all over {k} sittings, --checkpoint)"),
-        _ => String::new(),
+    let read_back = terms_saved == Some(bound.terms.len());
+    let (secs, in_all) = match sittings {
+        Some((k, all)) if read_back => {
+            (all, format!(" over {k} sitting{}, read back from --checkpoint (nothing evaluated now)", if k == 1 { "" } else { "s" }))
+        }
+        Some((k, all)) if k > 1 => (secs, format!(" ({all:.1} s in all over {k} sittings, --checkpoint)")),
+        _ => (secs, String::new()),
     };
     println!(
         "{:.1} s{in_all}, {} model evaluations of {} images in batches of {}",

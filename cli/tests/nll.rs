@@ -145,10 +145,14 @@ fn a_checkpointed_bound_continues_from_its_saved_progress() {
     assert_eq!(saved["sittings"], 1);
     assert_eq!(saved["progress"]["terms"].as_array().unwrap().len(), 1 + 11, "the prior and 11 terms: {saved}");
 
-    // Complete: the same figures again, with no model evaluation (a second sitting).
+    // Complete: the same figures again, with no model evaluation, and the file as it was
+    // (reading it back is not a sitting).
+    let before = std::fs::read(&ckpt).unwrap();
     let again = nll(&args);
     assert_eq!(last_line(&again), whole);
-    assert!(String::from_utf8_lossy(&again.stdout).contains("over 2 sittings"), "{}", String::from_utf8_lossy(&again.stdout));
+    let stdout = String::from_utf8_lossy(&again.stdout).to_string();
+    assert!(stdout.contains("over 1 sitting, read back from --checkpoint (nothing evaluated now)"), "{stdout}");
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before);
 
     // Part-way: the library's progress after 4 terms, each image's sum raised by 0.25
     // bits/dim; the continued bound is the uninterrupted one plus 0.25, so the saved sums

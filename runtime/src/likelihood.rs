@@ -18,8 +18,8 @@
 //! (or thresholded, with `thresholding`).
 //!
 //! The same bound, read from the prior down, is a progressive lossy code (section 4.3): the
-//! rate spent up to step t against the distortion of the x_0 predicted from x_t
-//! ([`Bound::rate_distortion`]).
+//! rate spent to hold x_t (the prior and the KL terms above t) against the distortion of the
+//! x_0 predicted from x_t ([`Bound::rate_distortion`]).
 
 use rand_distr::Distribution;
 
@@ -203,9 +203,10 @@ pub struct Term {
     pub distortion: f64,
 }
 
-/// A point of the rate-distortion curve: after sending the terms from the prior down to
-/// timestep `t`, `rate` bits/dim spent and the x_0 predicted from x_t off by `distortion`
-/// (RMSE, [0, 255] scale).
+/// A point of the rate-distortion curve: a receiver holding x_t (sent from x_T down, the
+/// prior and the KL terms of the timesteps above t: `rate` bits/dim) predicts x_0 from it,
+/// off by `distortion` (RMSE, [0, 255] scale). The last point, t = 0, is the paper's lossy
+/// end (its CIFAR-10 model: 1.78 bits/dim, RMSE 0.95); L_0 then codes x_0 losslessly.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RatePoint {
     pub t: i64,
@@ -251,16 +252,20 @@ impl Bound {
     pub fn is_estimate(&self) -> bool {
         self.t_stride > 1
     }
-    /// The rate-distortion curve (Ho et al. section 4.3, Figure 5), from the prior down.
+    /// The rate-distortion curve (Ho et al. section 4.3, Figure 5), one point per evaluated
+    /// timestep from T - 1 down to 0: the distortion of the x_0 predicted from x_t against
+    /// the rate of sending x_T ... x_t, i.e. of the terms before t's own (the prior, then
+    /// the KL terms above t). The prior has no prediction of its own and no point.
     pub fn rate_distortion(&self) -> Vec<RatePoint> {
         let mut rate = 0.0;
-        self.terms
-            .iter()
-            .map(|term| {
-                rate += term.bits_per_dim;
-                RatePoint { t: term.t, rate, distortion: term.distortion }
-            })
-            .collect()
+        let mut points = Vec::with_capacity(self.terms.len());
+        for term in &self.terms {
+            if term.kind != TermKind::Prior {
+                points.push(RatePoint { t: term.t, rate, distortion: term.distortion });
+            }
+            rate += term.bits_per_dim;
+        }
+        points
     }
 }
 
@@ -588,6 +593,23 @@ mod tests {
         }
         let ours = b.total(TermKind::Kl);
         assert!((ours - closed_total).abs() <= 0.01 * closed_total, "sum of KL terms {ours} vs the closed form's {closed_total}");
+
+        // The exact denoiser's x_0 prediction is E[x_0 | x_t]: its RMSE is
+        // sqrt(Var(x_0 | x_t)), times 127.5 on the [0, 255] scale.
+        let rd = b.rate_distortion();
+        for p in &rd {
+            let ab = s.alpha_bar(p.t);
+            let rmse = (std * std * (1.0 - ab) / (ab * std * std + 1.0 - ab)).sqrt() * 127.5;
+            assert!((p.distortion - rmse).abs() <= 0.03 * rmse, "t = {}: distortion {} vs {rmse}", p.t, p.distortion);
+        }
+        // Holding x_t costs the terms before t's own: x_{T-1} the prior alone, x_0 the prior
+        // and every KL term (the lossy end; L_0 then codes x_0 losslessly).
+        let prior = b.total(TermKind::Prior);
+        assert_eq!(rd.len(), 100);
+        assert_eq!((rd[0].t, rd[0].rate), (99, prior));
+        assert_eq!(rd[99].t, 0);
+        assert!((rd[99].rate - (prior + ours)).abs() <= 1e-12, "{} vs {}", rd[99].rate, prior + ours);
+        assert!(rd.windows(2).all(|w| w[1].rate >= w[0].rate && w[1].t < w[0].t));
     }
 
     /// A bound stopped part-way (its checkpoint callback fails, as a killed process would

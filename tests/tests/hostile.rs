@@ -951,6 +951,15 @@ fn trainer_holds_the_contract_against_hostile_input() {
         let r = s(run);
         case("trainer", &["fit", "--data", &data_s, "--out", &r, "--resume"], needle).keep(run)
     };
+    // A hyper-parameter another than the run's own, named as the command line spells it.
+    let bs = s(&base);
+    for (flag, value, needle) in [
+        ("--loss", "vlb", "--loss vlb: the run in"),
+        ("--batch-size", "8", "--batch-size 8: the run in"),
+        ("--timestep-sampling", "importance", "started with uniform"),
+    ] {
+        cases.push(case("trainer", &["fit", "--data", &data_s, "--out", &bs, "--resume", flag, value], needle).keep(&base));
+    }
     let outside = dir.join("elsewhere");
     copy_dir(&base.join("train_state"), &outside);
     let r = damaged(&|r: &Path| std::fs::write(r.join("train_state/LATEST"), "../../elsewhere").unwrap());

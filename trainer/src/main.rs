@@ -409,8 +409,9 @@ fn run_fit(a: FitArgs) -> Result<ExitCode, TrainError> {
             if let Some(v) = a.$f {
                 if let (Some(r), false) = (&resumed, options.$f == v) {
                     return Err(usage(format!(
-                        "--{} {:?}: the run in {} was started with {:?}; a resumed run keeps its hyper-parameters (only --steps, --save-every, --sample-every and --preview-steps may change)",
-                        stringify!($f).replace('_', "-"), v, a.out.display(), r.options.$f
+                        "--{} {}: the run in {} was started with {}; a resumed run keeps its hyper-parameters (only --steps, --save-every, --sample-every and --preview-steps may change)",
+                        // As spelled on the command line (`hybrid`, not `Hybrid`).
+                        stringify!($f).replace('_', "-"), format!("{v:?}").to_lowercase(), a.out.display(), format!("{:?}", r.options.$f).to_lowercase()
                     )));
                 }
                 options.$f = v;

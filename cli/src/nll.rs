@@ -225,6 +225,7 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
     };
     let resume = saved.as_ref().and_then(|c| c.progress.clone());
     let terms_saved = resume.as_ref().map(|p| p.terms().len());
+    let mut read_back = false;
     let bar = crate::evaluations_bar(None);
     let started = std::time::Instant::now();
     let mut last_save = started;
@@ -253,7 +254,8 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     let mut sittings = None;
     if let Some(c) = saved.as_mut() {
-        if terms_saved == Some(bound.terms.len()) {
+        read_back = terms_saved == Some(bound.terms.len());
+        if read_back {
             // Complete already: the figures are read back, and the file stays as it was.
             sittings = Some((c.sittings - 1, c.seconds_before));
         } else {
@@ -304,7 +306,6 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
             bound_model.schedule.num_train_timesteps()
         );
     }
-    let read_back = terms_saved == Some(bound.terms.len());
     let (secs, in_all) = match sittings {
         Some((k, all)) if read_back => {
             (all, format!(" over {k} sitting{}, read back from --checkpoint (nothing evaluated now)", if k == 1 { "" } else { "s" }))

@@ -37,6 +37,8 @@ pub fn sample(args: &SampleArgs, server: &str, out: &OutputKind, started: Instan
             return Err(bad(format!("{flag}: the server runs the model (set it in the server's model config), not this client")));
         }
     }
+    // A server killed mid-request must be an error the retries see, not a silent SIGPIPE.
+    let sigpipe = ddpm_io::cli::IgnoreSigpipe::new();
     let mut first = TritonDenoiser::connect_with(server, name, RetryPolicy::with_retries(args.retries))?;
     let shape = first.shape();
     check_batch_memory(args, shape)?;
@@ -116,6 +118,9 @@ pub fn sample(args: &SampleArgs, server: &str, out: &OutputKind, started: Instan
         }
     });
     bar.finish_and_clear();
+    // Every connection is closed (each thread dropped its own): stdout's closed pipe ends the
+    // tool quietly again.
+    drop(sigpipe);
     let elapsed = t0.elapsed();
     let mut all = results.into_inner().map_err(|_| anyhow::anyhow!("a sampling thread panicked"))?;
     // The first error in batch order (no partial output is written).

@@ -439,6 +439,26 @@ fn model_name_picks_a_built_in_model() {
     bad(&["--model-name", "imagenet", "--out", &p(d.path(), "c.npy")], "built in: digits");
 }
 
+/// The second shipped model (improved DDPM: learned_range variances, cosine schedule) is
+/// built in as `digits-hybrid`: the same bytes as its file, a short DDPM chain (respaced betas
+/// at both ends of the learned interpolation) gives finite samples in [-1, 1], and it is not
+/// the default.
+#[test]
+fn the_hybrid_model_is_built_in() {
+    let d = tmp();
+    let file = format!("{}/../models/pretrained/digits-hybrid/digits-hybrid.onnx", env!("CARGO_MANIFEST_DIR"));
+    let (a, b, c) = (p(d.path(), "a.npy"), p(d.path(), "b.npy"), p(d.path(), "c.npy"));
+    let flags = ["--sampler", "ddpm", "--steps", "10", "--n", "4", "--seed", "5", "--class-label", "3"];
+    ok(&[&["--model-name", "digits-hybrid", "--out", &a][..], &flags].concat());
+    ok(&[&["--model", &file, "--out", &b][..], &flags].concat());
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "--model-name digits-hybrid is the shipped file");
+    let (x, shape) = read_npy(Path::new(&a)).unwrap();
+    assert_eq!(shape, vec![4, 1, 28, 28]);
+    assert!(x.iter().all(|v| v.is_finite() && v.abs() <= 1.0 + 1e-6), "samples outside [-1, 1]");
+    ok(&[&["--model-name", "digits", "--out", &c][..], &flags].concat());
+    assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap(), "the hybrid model is another network");
+}
+
 /// `--guidance-scale`: 1 is no guidance (the same bytes); a scale on a model without a null
 /// label, or a NaN or negative scale, is exit 2 with one line.
 #[test]

@@ -31,6 +31,43 @@ pub fn parse<P: clap::Parser>() -> Result<P, ExitCode> {
     }
 }
 
+/// While it is alive, SIGPIPE is ignored, so that a write to a socket whose peer has gone fails
+/// with EPIPE instead of ending the process. [`parse`] gives SIGPIPE its default action (a
+/// quiet end on `| head`), and a network client writes with writev(2), which, unlike std's
+/// send(2), does not ask the kernel to hold the signal back: without this guard a server killed
+/// mid-request ended the client silently (no message, killed by signal 13) instead of letting
+/// its retries reconnect. Hold it while talking to a server; dropped, the action it replaced
+/// is restored, so a closed stdout ends the tool quietly again.
+pub struct IgnoreSigpipe {
+    previous: libc::sighandler_t,
+}
+
+impl IgnoreSigpipe {
+    pub fn new() -> Self {
+        // SAFETY: signal(2) with SIG_IGN installs no handler; the previous action is kept to
+        // be put back on drop.
+        let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        Self { previous }
+    }
+}
+
+impl Default for IgnoreSigpipe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for IgnoreSigpipe {
+    fn drop(&mut self) {
+        if self.previous != libc::SIG_ERR {
+            // SAFETY: puts back the action signal(2) returned in `new`.
+            unsafe {
+                libc::signal(libc::SIGPIPE, self.previous);
+            }
+        }
+    }
+}
+
 /// The whole `main` of a tool: parses the command line ([`parse`]), sets up logging
 /// ([`init_logging`]) and runs `run`; an error is printed as one line, `error: ...`, and
 /// exits with `exit_code(&error)` (2 for bad input, 1 otherwise, by the project's rule).

@@ -4,7 +4,11 @@
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/pretrained");
+    // Read when the script runs, not `env!` when it is compiled: Cargo reuses a compiled build
+    // script across clones at other paths that share one target folder ($DDPM_RS_CACHE/target),
+    // and a path baked in at compile time would name another clone's models (or none).
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| ".".into());
+    let root = Path::new(&manifest_dir).join("../models/pretrained");
     println!("cargo:rerun-if-changed={}", root.display());
     println!("cargo:rerun-if-changed=build.rs");
     let mut models: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(&root)

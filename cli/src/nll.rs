@@ -30,8 +30,9 @@ pub struct NllArgs {
     /// The noise of x_t ~ q(x_t | x_0).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     seed: u64,
-    /// Evaluate every K-th KL term and scale it by K: a quicker estimate (said in the
-    /// output); 1 is the exact bound (T model evaluations per batch).
+    /// Evaluate every K-th KL term (and t = T - 1 and 0), each scaled by the number of terms
+    /// it stands for: a quicker estimate (said in the output); 1 is the exact bound (T model
+    /// evaluations per batch).
     #[arg(long, value_name = "K", default_value_t = 1, allow_hyphen_values = true)]
     t_stride: usize,
     /// Condition a class-conditional model on its null label instead of the images' labels
@@ -298,12 +299,13 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
         }
     }
     if bound.is_estimate() {
+        let t_count = bound_model.schedule.num_train_timesteps();
         println!(
-            "estimate: every {}th KL term evaluated and scaled by {} ({} of {} model evaluations per batch)",
+            "estimate: every {}th KL term evaluated, each scaled by the number of terms it stands for ({}) ({} of {} model evaluations per batch)",
             args.t_stride,
-            args.t_stride,
+            if args.t_stride < t_count { format!("at most {}", args.t_stride) } else { format!("{}, all of them", t_count - 1) },
             bound.terms.len() - 1,
-            bound_model.schedule.num_train_timesteps()
+            t_count
         );
     }
     let (secs, in_all) = match sittings {

@@ -301,9 +301,9 @@ pub fn nll(args: NllArgs) -> anyhow::Result<()> {
     if bound.is_estimate() {
         let t_count = bound_model.schedule.num_train_timesteps();
         println!(
-            "estimate: every {}th KL term evaluated, each scaled by the number of terms it stands for ({}) ({} of {} model evaluations per batch)",
+            "estimate: every {}th KL term evaluated, each scaled by the number of terms it stands for (at most {}; {} of {} model evaluations per batch)",
             args.t_stride,
-            if args.t_stride < t_count { format!("at most {}", args.t_stride) } else { format!("{}, all of them", t_count - 1) },
+            args.t_stride.min(t_count - 1),
             bound.terms.len() - 1,
             t_count
         );
